@@ -1,0 +1,238 @@
+package scuttlebutt
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Limits on what a node may hold. They keep every entry small enough to fit
+// in one datagram, so no entry can ever be starved by the packet bound.
+const (
+	// MaxIDSize is the longest node ID and cluster ID, in bytes.
+	MaxIDSize = 64
+	// MaxKeySize is the longest key, in bytes.
+	MaxKeySize = 128
+	// PacketOverhead is what a datagram needs besides one value: header,
+	// cluster ID, sender ID, one delta header and one key at their limits.
+	// A value may be at most MaxPacketSize - PacketOverhead bytes.
+	PacketOverhead = 512
+	// MinPacketSize is the smallest MaxPacketSize accepted.
+	MinPacketSize = 1024
+	// MaxPacketLimit is the largest MaxPacketSize accepted: a UDP payload.
+	MaxPacketLimit = 65000
+)
+
+// Config configures a Node. Start from DefaultLANConfig, DefaultWANConfig or
+// DefaultLocalConfig and change what differs; zero fields of a Config given
+// to Create take the LAN defaults.
+type Config struct {
+	// ID names this node in the cluster; at most MaxIDSize bytes.
+	// Empty: a random ID. The same ID after a restart means the same node,
+	// back with a higher generation.
+	ID string
+
+	// BindAddr is the UDP and TCP address to listen on, "host:port".
+	// Port 0 picks a free port (the same for UDP and TCP); Node.Addr tells
+	// which. Default "0.0.0.0:8119". Ignored when Transport is set.
+	BindAddr string
+
+	// AdvertiseAddr is the address peers use to reach this node. Empty:
+	// the bound address, with an unspecified host replaced by the first
+	// non-loopback address of this host.
+	AdvertiseAddr string
+
+	// ClusterID names the cluster. Packets and streams of another cluster
+	// are refused and counted, never merged. Default "default".
+	ClusterID string
+
+	// GossipInterval is the time between gossip rounds. Each round the
+	// heartbeat is bumped and Fanout peers are gossiped with, so an update
+	// reaches N nodes in about log(N)/log(Fanout+1) rounds and a crashed
+	// node is detected after roughly 18 mean heartbeat intervals.
+	GossipInterval time.Duration
+
+	// Fanout is how many live peers are gossiped with each round.
+	// More peers: faster spread and detection, more bytes.
+	Fanout int
+
+	// MaxPacketSize bounds every datagram, in bytes, counted on the encoded
+	// message. 1400 stays under the 1500-byte Ethernet MTU with room for
+	// IP and UDP headers and tunnels.
+	MaxPacketSize int
+
+	// NodeSubscriber, if set, is told of joins and leaves (and of every
+	// status change, if it implements StatusSubscriber).
+	NodeSubscriber NodeSubscriber
+
+	// StateSubscriber, if set, is told of every key change of other nodes
+	// (and of deletes, if it implements DeleteSubscriber).
+	StateSubscriber StateSubscriber
+
+	// Logger receives debug logs (dropped packets, rounds) and info logs
+	// (joins, deaths, leaves). Nil: silent.
+	Logger *slog.Logger
+
+	// Transport carries datagrams and streams. Nil: UDP and TCP on BindAddr.
+	Transport Transport
+
+	// InitialState holds keys set before the node first gossips, so peers
+	// never see this node without them.
+	InitialState map[string]string
+
+	// PhiThreshold is the phi above which a silent peer is declared dead.
+	// With the exponential model of package failure, phi = 0.434*t/mean, so
+	// 8 means about 18.4 mean heartbeat intervals of silence.
+	PhiThreshold float64
+
+	// TombstoneTTL is how long a deleted key's tombstone is kept (and
+	// gossiped) before it is garbage-collected. A peer that was away for
+	// longer is repaired with the owner's full state instead of deltas.
+	TombstoneTTL time.Duration
+
+	// RemoveAfter is how long a dead or left node's keys stay readable
+	// (marked dead or left) before the node is removed and forgotten.
+	RemoveAfter time.Duration
+
+	// SeedRetry is the first delay before seeds that did not answer are
+	// tried again; it doubles up to MaxSeedRetry.
+	SeedRetry time.Duration
+	// MaxSeedRetry caps the seed retry backoff.
+	MaxSeedRetry time.Duration
+
+	// StreamTimeout bounds a full-state exchange over TCP (dial, write and
+	// read), as done when joining through a seed.
+	StreamTimeout time.Duration
+
+	// Generation, if not zero, is this incarnation's generation. Zero: the
+	// current Unix time in nanoseconds, so a restarted node always comes
+	// back with a higher generation as long as the clock does not go back.
+	Generation uint64
+
+	// RandSeed seeds the node's random choices (peers, tie breaks).
+	// Zero: a random seed.
+	RandSeed int64
+}
+
+// DefaultLANConfig returns a configuration for nodes in one data centre:
+// 200 ms rounds to 3 peers, as memberlist's LAN gossip, detection in about
+// 2 to 4 s, 1400-byte packets.
+func DefaultLANConfig() *Config {
+	return &Config{
+		BindAddr:       "0.0.0.0:8119",
+		ClusterID:      "default",
+		GossipInterval: 200 * time.Millisecond,
+		Fanout:         3,
+		MaxPacketSize:  1400,
+		PhiThreshold:   8,
+		TombstoneTTL:   time.Hour,
+		RemoveAfter:    30 * time.Minute,
+		SeedRetry:      500 * time.Millisecond,
+		MaxSeedRetry:   30 * time.Second,
+		StreamTimeout:  10 * time.Second,
+	}
+}
+
+// DefaultWANConfig returns a configuration for nodes spread across data
+// centres: LAN, but 500 ms rounds to 4 peers (higher latency and loss need
+// more peers per round and fewer rounds), a higher phi threshold, and longer
+// grace periods because partitions last longer.
+func DefaultWANConfig() *Config {
+	c := DefaultLANConfig()
+	c.GossipInterval = 500 * time.Millisecond
+	c.Fanout = 4
+	c.PhiThreshold = 12
+	c.TombstoneTTL = 6 * time.Hour
+	c.RemoveAfter = 2 * time.Hour
+	c.SeedRetry = time.Second
+	c.MaxSeedRetry = time.Minute
+	c.StreamTimeout = 30 * time.Second
+	return c
+}
+
+// DefaultLocalConfig returns a configuration for nodes on one host or a fast
+// loopback network: LAN, but 100 ms rounds and short grace periods.
+func DefaultLocalConfig() *Config {
+	c := DefaultLANConfig()
+	c.GossipInterval = 100 * time.Millisecond
+	c.TombstoneTTL = 10 * time.Minute
+	c.RemoveAfter = 5 * time.Minute
+	c.SeedRetry = 200 * time.Millisecond
+	c.MaxSeedRetry = 5 * time.Second
+	c.StreamTimeout = 5 * time.Second
+	return c
+}
+
+// withDefaults returns a copy of c with its zero fields set from the LAN
+// defaults, and checks it.
+func (c *Config) withDefaults() (Config, error) {
+	var out Config
+	if c != nil {
+		out = *c
+	}
+	d := DefaultLANConfig()
+	if out.BindAddr == "" {
+		out.BindAddr = d.BindAddr
+	}
+	if out.ClusterID == "" {
+		out.ClusterID = d.ClusterID
+	}
+	if out.GossipInterval == 0 {
+		out.GossipInterval = d.GossipInterval
+	}
+	if out.Fanout == 0 {
+		out.Fanout = d.Fanout
+	}
+	if out.MaxPacketSize == 0 {
+		out.MaxPacketSize = d.MaxPacketSize
+	}
+	if out.PhiThreshold == 0 {
+		out.PhiThreshold = d.PhiThreshold
+	}
+	if out.TombstoneTTL == 0 {
+		out.TombstoneTTL = d.TombstoneTTL
+	}
+	if out.RemoveAfter == 0 {
+		out.RemoveAfter = d.RemoveAfter
+	}
+	if out.SeedRetry == 0 {
+		out.SeedRetry = d.SeedRetry
+	}
+	if out.MaxSeedRetry == 0 {
+		out.MaxSeedRetry = d.MaxSeedRetry
+	}
+	if out.StreamTimeout == 0 {
+		out.StreamTimeout = d.StreamTimeout
+	}
+	return out, out.validate()
+}
+
+func (c *Config) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case len(c.ID) > MaxIDSize:
+		return bad("ID is %d bytes, the limit is %d", len(c.ID), MaxIDSize)
+	case len(c.ClusterID) > MaxIDSize:
+		return bad("ClusterID is %d bytes, the limit is %d", len(c.ClusterID), MaxIDSize)
+	case c.GossipInterval < time.Millisecond:
+		return bad("GossipInterval %v is under 1ms", c.GossipInterval)
+	case c.Fanout < 1:
+		return bad("Fanout %d is under 1", c.Fanout)
+	case c.MaxPacketSize < MinPacketSize || c.MaxPacketSize > MaxPacketLimit:
+		return bad("MaxPacketSize %d is outside [%d, %d]", c.MaxPacketSize, MinPacketSize, MaxPacketLimit)
+	case c.PhiThreshold <= 0:
+		return bad("PhiThreshold %v is not positive", c.PhiThreshold)
+	case c.TombstoneTTL < 0 || c.RemoveAfter < 0:
+		return bad("TombstoneTTL and RemoveAfter must not be negative")
+	case c.SeedRetry <= 0 || c.MaxSeedRetry < c.SeedRetry:
+		return bad("SeedRetry %v must be positive and at most MaxSeedRetry %v", c.SeedRetry, c.MaxSeedRetry)
+	}
+	for k, v := range c.InitialState {
+		if err := checkKeyValue(k, v, c.MaxPacketSize); err != nil {
+			return bad("InitialState: %v", err)
+		}
+	}
+	return nil
+}

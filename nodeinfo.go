@@ -1,0 +1,30 @@
+package scuttlebutt
+
+import "time"
+
+// NodeInfo is what this node knows of one node of the cluster.
+type NodeInfo struct {
+	ID         string    `json:"id"`
+	Addr       string    `json:"addr"`       // advertised gossip address
+	Generation uint64    `json:"generation"` // incarnation; higher after a restart
+	Version    uint64    `json:"version"`    // highest version of its state held here
+	Heartbeat  uint64    `json:"heartbeat"`  // last heartbeat heard
+	Status     Status    `json:"status"`
+	LastHeard  time.Time `json:"last_heard"` // when its heartbeat last advanced here
+	Keys       int       `json:"keys"`       // live keys held here
+	Phi        float64   `json:"phi"`        // failure detector's suspicion now
+	Local      bool      `json:"local"`      // this node itself
+}
+
+// Stats are a node's counters since it was created.
+type Stats struct {
+	Rounds         uint64            `json:"rounds"`
+	PacketsIn      uint64            `json:"packets_in"`
+	PacketsOut     uint64            `json:"packets_out"`
+	BytesIn        uint64            `json:"bytes_in"`
+	BytesOut       uint64            `json:"bytes_out"`
+	StreamsIn      uint64            `json:"streams_in"`
+	StreamsOut     uint64            `json:"streams_out"`
+	Dropped        map[string]uint64 `json:"dropped"` // packets dropped, by reason
+	MaxPacketBytes int               `json:"max_packet_bytes"`
+}
