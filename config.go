@@ -85,6 +85,11 @@ type Config struct {
 	// 8 means about 18.4 mean heartbeat intervals of silence.
 	PhiThreshold float64
 
+	// DetectorWindow is how many heartbeat intervals the failure detector
+	// keeps per peer. Zero: package failure's default (100). Simulations of
+	// thousands of nodes set it lower to save memory.
+	DetectorWindow int
+
 	// TombstoneTTL is how long a deleted key's tombstone is kept (and
 	// gossiped) before it is garbage-collected. A peer that was away for
 	// longer is repaired with the owner's full state instead of deltas.

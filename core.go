@@ -1,0 +1,589 @@
+package scuttlebutt
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/scuttlebutt-go/scuttlebutt/failure"
+)
+
+// maxStreamSize caps a full-state message read from a stream.
+const maxStreamSize = 64 << 20
+
+// gcEvery is how often tombstones are collected.
+const gcEvery = time.Second
+
+var errSelf = errors.New("message from this node's own ID")
+
+// removal remembers a removed node, so that a lagging peer cannot bring its
+// old state back.
+type removal struct {
+	gen       uint64
+	heartbeat uint64
+	until     time.Time
+}
+
+// Core is the gossip protocol as a state machine, in the manner of etcd's
+// raft RawNode: it has no sockets, goroutines or clock of its own. Time and
+// input go in through Tick, Step and the local updates; datagrams to send
+// and events to announce come out of Ready. Node wraps a Core with a
+// transport, timers and subscribers; a simulation can step thousands of
+// Cores on one goroutine.
+//
+// A Core is not safe for concurrent use.
+type Core struct {
+	cfg      Config
+	id       string
+	rng      *rand.Rand
+	self     *peerState
+	peers    map[string]*peerState // every known node, this one included
+	order    []string              // IDs of peers, sorted: the digest rotation
+	cursor   int
+	recent   []recentChange
+	mark     uint64
+	detector *failure.Detector
+	removed  map[string]removal
+	pulls    []digestEntry // wants to send: nodes we know we lack
+	seeds    []string
+	round    uint64
+	lastGC   time.Time
+
+	leaving   uint64          // version of keyLeft once Leave began
+	leaveAcks map[string]bool // peers that hold it
+
+	out    []Outgoing
+	events []Event
+	stats  coreStats
+	buf    bytes.Buffer
+}
+
+type coreStats struct {
+	Stats
+	gaps uint64
+}
+
+// NewCore returns a core for a node advertising addr, started at now.
+// cfg is completed with defaults and checked; cfg.ID must not be empty.
+func NewCore(cfg *Config, addr string, now time.Time) (*Core, error) {
+	full, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if full.ID == "" {
+		return nil, fmt.Errorf("%w: empty ID", ErrInvalidConfig)
+	}
+	gen := full.Generation
+	if gen == 0 {
+		gen = uint64(now.UnixNano())
+	}
+	seed := uint64(full.RandSeed)
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	c := &Core{
+		cfg:      full,
+		id:       full.ID,
+		rng:      rand.New(rand.NewPCG(seed, gen)),
+		peers:    make(map[string]*peerState),
+		removed:  make(map[string]removal),
+		detector: failure.New(full.detectorConfig()),
+		lastGC:   now,
+	}
+	c.stats.Dropped = make(map[string]uint64)
+	c.self = c.addPeer(now, c.id, gen)
+	c.self.status = StatusAlive
+	if addr != "" {
+		c.setLocal(now, keyAddr, addr, false)
+	}
+	keys := make([]string, 0, len(full.InitialState))
+	for k := range full.InitialState {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		c.setLocal(now, k, full.InitialState[k], false)
+	}
+	return c, nil
+}
+
+// detectorConfig derives the failure detector's settings from the gossip
+// interval: a new peer is judged by a prior of two rounds; recorded
+// intervals are capped at 20 rounds; a local stall of 10 rounds (at least
+// a second) triggers the pause guard.
+func (c *Config) detectorConfig() failure.Config {
+	fc := failure.Config{
+		Threshold:       c.PhiThreshold,
+		InitialInterval: 2 * c.GossipInterval,
+		MaxInterval:     20 * c.GossipInterval,
+		PauseThreshold:  max(time.Second, 10*c.GossipInterval),
+	}
+	if c.DetectorWindow > 0 {
+		fc.WindowSize = c.DetectorWindow
+		fc.MinSamples = min(2, c.DetectorWindow)
+	}
+	return fc
+}
+
+// ID returns the node's ID.
+func (c *Core) ID() string { return c.id }
+
+// Generation returns this incarnation's generation.
+func (c *Core) Generation() uint64 { return c.self.gen }
+
+func (c *Core) addPeer(now time.Time, id string, gen uint64) *peerState {
+	p := newPeerState(id, gen)
+	p.since, p.lastHeard = now, now
+	c.peers[id] = p
+	i := sort.SearchStrings(c.order, id)
+	c.order = slices.Insert(c.order, i, id)
+	if id != c.id {
+		c.detector.Heartbeat(id, now)
+		c.noteChange(id)
+	}
+	return p
+}
+
+func (c *Core) removePeer(id string) {
+	delete(c.peers, id)
+	if i := sort.SearchStrings(c.order, id); i < len(c.order) && c.order[i] == id {
+		c.order = slices.Delete(c.order, i, i+1)
+	}
+	c.detector.Forget(id)
+}
+
+func (c *Core) isRemoved(e digestEntry) bool {
+	r, ok := c.removed[e.ID]
+	if !ok {
+		return false
+	}
+	if e.Gen > r.gen || (e.Gen == r.gen && e.Heartbeat > r.heartbeat) {
+		delete(c.removed, e.ID) // really back
+		return false
+	}
+	return true
+}
+
+func (c *Core) emit(e Event) { c.events = append(c.events, e) }
+
+// Ready returns the datagrams and events produced since the last call.
+func (c *Core) Ready() Ready {
+	r := Ready{Messages: c.out, Events: c.events}
+	c.out, c.events = nil, nil
+	return r
+}
+
+// Set sets one of this node's keys. Setting a key to the value it has
+// changes nothing.
+func (c *Core) Set(now time.Time, key, value string) error {
+	if err := checkKeyValue(key, value, c.cfg.MaxPacketSize); err != nil {
+		return err
+	}
+	c.setLocal(now, key, value, false)
+	return nil
+}
+
+// Delete deletes one of this node's keys, leaving a tombstone that spreads
+// like a value. Deleting a missing key changes nothing.
+func (c *Core) Delete(now time.Time, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	c.setLocal(now, key, "", true)
+	return nil
+}
+
+func (c *Core) setLocal(now time.Time, key, value string, deleted bool) {
+	old, ok := c.self.keys[key]
+	if deleted && (!ok || old.deleted) || !deleted && ok && !old.deleted && old.value == value {
+		return
+	}
+	c.self.put(&entry{key: key, value: value, deleted: deleted, version: c.self.maxVersion + 1}, now)
+	c.noteChange(c.id)
+}
+
+// Leave marks this node as leaving; peers mark it left when they hear.
+// LeaveAcked tells how many peers have heard.
+func (c *Core) Leave(now time.Time) {
+	if c.leaving == 0 {
+		c.setLocal(now, keyLeft, "1", false)
+		c.leaving = c.self.maxVersion
+		c.leaveAcks = make(map[string]bool)
+	}
+}
+
+// LeaveAcked returns how many peers are known to hold this node's
+// departure.
+func (c *Core) LeaveAcked() int { return len(c.leaveAcks) }
+
+// AddSeeds adds addresses to gossip with when no live peer is known, and
+// now and then otherwise, so that partitions heal.
+func (c *Core) AddSeeds(addrs []string) {
+	for _, a := range addrs {
+		if !slices.Contains(c.seeds, a) {
+			c.seeds = append(c.seeds, a)
+		}
+	}
+}
+
+// Seeds returns the seed addresses.
+func (c *Core) Seeds() []string { return slices.Clone(c.seeds) }
+
+// Tick runs one gossip round at now: bump the heartbeat, judge liveness,
+// collect tombstones, and send Syns to Fanout live peers (sometimes to a
+// dead peer or a seed too).
+func (c *Core) Tick(now time.Time) {
+	c.round++
+	c.stats.Rounds++
+	c.self.heartbeat++
+	c.self.lastHeard = now
+	c.detector.Tick(now)
+	c.judge(now)
+	if now.Sub(c.lastGC) >= gcEvery {
+		c.lastGC = now
+		for _, id := range c.order {
+			c.peers[id].collect(now, c.cfg.TombstoneTTL)
+		}
+		for id, r := range c.removed {
+			if now.After(r.until) {
+				delete(c.removed, id)
+			}
+		}
+	}
+	c.pruneRecent()
+	c.pulls = c.pulls[:0:0]
+	for _, to := range c.targets() {
+		c.sendSyn(to)
+	}
+}
+
+// targets picks this round's peers: Fanout random live ones; one dead one
+// with probability dead/(live+1) (chitchat's rule, so partitions heal);
+// the seeds when no peer is alive, else one seed with probability
+// 1/(live+1).
+func (c *Core) targets() []string {
+	var live, dead []string
+	for _, id := range c.order {
+		p := c.peers[id]
+		if p == c.self || p.addr == "" {
+			continue
+		}
+		switch p.status {
+		case StatusAlive:
+			live = append(live, p.addr)
+		case StatusDead:
+			dead = append(dead, p.addr)
+		}
+	}
+	n := min(c.cfg.Fanout, len(live))
+	for i := range n {
+		j := i + c.rng.IntN(len(live)-i)
+		live[i], live[j] = live[j], live[i]
+	}
+	out := live[:n]
+	if len(dead) > 0 && c.rng.Float64() < float64(len(dead))/float64(len(live)+1) {
+		out = append(out, dead[c.rng.IntN(len(dead))])
+	}
+	self := c.self.addr
+	if len(live) == 0 {
+		for _, s := range c.seeds {
+			if s != self {
+				out = append(out, s)
+			}
+		}
+	} else if len(c.seeds) > 0 && c.rng.Float64() < 1/float64(len(live)+1) {
+		if s := c.seeds[c.rng.IntN(len(c.seeds))]; s != self && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// judge moves peers between statuses: alive to dead when phi passes the
+// threshold; dead or left to removed after RemoveAfter.
+func (c *Core) judge(now time.Time) {
+	var gone []string
+	for _, id := range c.order {
+		p := c.peers[id]
+		if p == c.self {
+			continue
+		}
+		switch p.status {
+		case StatusAlive:
+			if c.detector.Suspect(id, now) {
+				c.setStatus(now, p, StatusDead)
+			}
+		case StatusDead, StatusLeft:
+			if now.Sub(p.since) >= c.cfg.RemoveAfter {
+				gone = append(gone, id)
+			}
+		}
+	}
+	for _, id := range gone {
+		p := c.peers[id]
+		for _, e := range p.byVersion {
+			if !e.deleted && !isReserved(e.key) {
+				c.emit(Event{Kind: EventDelete, NodeID: id, Key: e.key})
+			}
+		}
+		c.removed[id] = removal{gen: p.gen, heartbeat: p.heartbeat, until: now.Add(c.cfg.RemoveAfter)}
+		c.setStatus(now, p, StatusRemoved)
+		c.removePeer(id)
+	}
+}
+
+// statusOf is the status a peer's state implies once it is heard from.
+func (c *Core) statusOf(p *peerState) Status {
+	if p.left {
+		return StatusLeft
+	}
+	return StatusAlive
+}
+
+// updateLeft marks a peer left once its departure key arrives.
+func (c *Core) updateLeft(now time.Time, p *peerState) {
+	if p.left && p.status != StatusLeft {
+		c.setStatus(now, p, StatusLeft)
+	}
+}
+
+func (c *Core) setStatus(now time.Time, p *peerState, to Status) {
+	from := p.status
+	if from == to {
+		return
+	}
+	p.status, p.since = to, now
+	c.emit(Event{Kind: EventStatus, NodeID: p.id, From: from, To: to})
+	switch {
+	case to == StatusAlive:
+		c.emit(Event{Kind: EventJoin, NodeID: p.id})
+	case from == StatusAlive && (to == StatusDead || to == StatusLeft):
+		c.emit(Event{Kind: EventLeave, NodeID: p.id})
+	}
+}
+
+// observe takes the heartbeat of a digest entry: a higher heartbeat of the
+// generation held here is news of life, from the node or through others.
+func (c *Core) observe(now time.Time, from string, e *digestEntry) {
+	if e.ID == c.id {
+		if c.leaving != 0 && e.Gen == c.self.gen && e.MaxVersion >= c.leaving {
+			c.leaveAcks[from] = true
+		}
+		return
+	}
+	p := c.peers[e.ID]
+	if p == nil || e.Gen != p.gen || e.Heartbeat <= p.heartbeat {
+		return
+	}
+	p.heartbeat = e.Heartbeat
+	p.lastHeard = now
+	c.detector.Heartbeat(e.ID, now)
+	if p.status == StatusDead {
+		c.setStatus(now, p, c.statusOf(p))
+	}
+}
+
+// Step takes one datagram received at now from addr. A datagram that is
+// not a valid message of this cluster is dropped, counted by reason, and
+// its error returned; nothing else changes.
+func (c *Core) Step(now time.Time, addr string, data []byte) error {
+	c.stats.PacketsIn++
+	c.stats.BytesIn += uint64(len(data))
+	m, err := decodeMessage(data, c.cfg.MaxPacketSize, c.cfg.ClusterID)
+	if err == nil && m.Type == msgFull {
+		err = fmt.Errorf("%w: full state in a datagram", errBadType)
+	}
+	if err == nil && m.From == c.id {
+		err = errSelf
+	}
+	if err != nil {
+		c.stats.Dropped[dropReason(err)]++
+		return err
+	}
+	switch m.Type {
+	case msgSyn:
+		c.onSyn(now, addr, m)
+	case msgSynAck:
+		c.onSynAck(now, addr, m)
+	case msgAck:
+		c.applyDeltas(now, m)
+	}
+	return nil
+}
+
+func (c *Core) applyDeltas(now time.Time, m *message) {
+	for i := range m.Deltas {
+		c.applyDelta(now, &m.Deltas[i])
+	}
+}
+
+// onSyn answers a digest: deltas where we are ahead, wants where we are
+// behind, and a digest of our own for what the Syn did not cover.
+func (c *Core) onSyn(now time.Time, addr string, m *message) {
+	var reqs []deltaRequest
+	var wants []digestEntry
+	mark := c.newMark()
+	for i := range m.Digest {
+		e := &m.Digest[i]
+		c.observe(now, m.From, e)
+		if p := c.peers[e.ID]; p != nil && e.ID != m.From {
+			p.mark = mark // the sender has it: no need to tell it ours
+		}
+		if r, send, w, want := c.compare(*e); send {
+			reqs = append(reqs, r)
+		} else if want {
+			wants = append(wants, w)
+		}
+	}
+	reqs = c.wantedBy(reqs, m.Wants)
+	reply := message{Type: msgSynAck, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
+	budget := c.cfg.MaxPacketSize - messageHeaderSize(msgSynAck, reply.Cluster, reply.From, reply.Gen)
+	reply.Wants, budget = fitEntries(wants, budget-maxArrayHeader, budget/4)
+	reserve := min(budget/4, 1+len(c.order)*(MaxIDSize+40))
+	var used int
+	reply.Deltas, used = c.buildDeltas(reqs, budget-reserve)
+	budget -= used
+	// Our own entry, then the sender's as we hold it (it tells the sender
+	// what we have of it), then the rest.
+	reply.Digest, _ = c.fillDigest(nil, budget-maxArrayHeader, mark, c.peers[m.From])
+	c.send(addr, &reply)
+}
+
+// wantedBy adds requests for the nodes a peer said it lacks.
+func (c *Core) wantedBy(reqs []deltaRequest, wants []digestEntry) []deltaRequest {
+	for _, w := range wants {
+		p := c.peers[w.ID]
+		if p == nil {
+			continue
+		}
+		if r, ok := c.deltaFor(p, w); ok && !slices.ContainsFunc(reqs, func(q deltaRequest) bool { return q.p == p }) {
+			reqs = append(reqs, r)
+		}
+	}
+	return reqs
+}
+
+// fitEntries returns the longest prefix of es within limit bytes, and the
+// budget left.
+func fitEntries(es []digestEntry, budget, limit int) ([]digestEntry, int) {
+	used := 0
+	for i := range es {
+		n := es[i].size()
+		if used+n > limit {
+			es = es[:i]
+			break
+		}
+		used += n
+	}
+	return es, budget - used
+}
+
+// onSynAck applies the deltas, then answers the wants and the digest with
+// deltas; entries where we are behind become wants of our next Syn.
+func (c *Core) onSynAck(now time.Time, addr string, m *message) {
+	c.applyDeltas(now, m)
+	reqs := c.wantedBy(nil, m.Wants)
+	for i := range m.Digest {
+		e := &m.Digest[i]
+		c.observe(now, m.From, e)
+		if r, send, w, want := c.compare(*e); send {
+			if !slices.ContainsFunc(reqs, func(q deltaRequest) bool { return q.p == r.p }) {
+				reqs = append(reqs, r)
+			}
+		} else if want {
+			c.addPull(w)
+		}
+	}
+	if len(reqs) == 0 {
+		return
+	}
+	ack := message{Type: msgAck, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
+	budget := c.cfg.MaxPacketSize - messageHeaderSize(msgAck, ack.Cluster, ack.From, ack.Gen) + 1
+	ack.Deltas, _ = c.buildDeltas(reqs, budget)
+	if len(ack.Deltas) > 0 {
+		c.send(addr, &ack)
+	}
+}
+
+// maxPulls bounds the wants carried by a Syn.
+const maxPulls = 16
+
+func (c *Core) addPull(w digestEntry) {
+	if len(c.pulls) >= maxPulls || slices.ContainsFunc(c.pulls, func(q digestEntry) bool { return q.ID == w.ID }) {
+		return
+	}
+	c.pulls = append(c.pulls, w)
+}
+
+// sendSyn opens an exchange with addr: wants, then a bounded digest.
+func (c *Core) sendSyn(addr string) {
+	m := message{Type: msgSyn, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
+	budget := c.cfg.MaxPacketSize - messageHeaderSize(msgSyn, m.Cluster, m.From, m.Gen)
+	m.Wants, budget = fitEntries(c.pulls, budget-maxArrayHeader, budget/4)
+	m.Digest, _ = c.fillDigest(nil, budget-maxArrayHeader, c.newMark(), nil)
+	c.send(addr, &m)
+}
+
+// send encodes m into the outbox. A message over MaxPacketSize is a bug of
+// the budget arithmetic: it is counted and not sent.
+func (c *Core) send(addr string, m *message) {
+	c.buf.Reset()
+	b, err := m.encode(&c.buf)
+	if err != nil || len(b) > c.cfg.MaxPacketSize {
+		c.stats.Dropped["oversize_out"]++
+		return
+	}
+	data := slices.Clone(b)
+	c.out = append(c.out, Outgoing{To: addr, Data: data})
+	c.stats.PacketsOut++
+	c.stats.BytesOut += uint64(len(data))
+	c.stats.MaxPacketBytes = max(c.stats.MaxPacketBytes, len(data))
+}
+
+// FullState encodes everything this node holds, for a stream: the reply to
+// a joining node, or a joining node's own state.
+func (c *Core) FullState() ([]byte, error) {
+	m := message{Type: msgFull, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
+	for _, id := range c.order {
+		p := c.peers[id]
+		m.Digest = append(m.Digest, p.digest())
+		d := nodeDelta{ID: p.id, Gen: p.gen, Reset: true, MaxVersion: p.maxVersion, LastGC: p.lastGC}
+		for _, e := range p.byVersion {
+			d.Entries = append(d.Entries, wireEntry{Key: e.key, Value: e.value, Version: e.version, Deleted: e.deleted})
+		}
+		m.Deltas = append(m.Deltas, d)
+	}
+	var buf bytes.Buffer
+	b, err := m.encode(&buf)
+	if err == nil && len(b) > maxStreamSize {
+		err = fmt.Errorf("%w: full state of %d bytes", errTooLarge, len(b))
+	}
+	c.stats.StreamsOut++
+	return b, err
+}
+
+// StepFull applies a full state received over a stream, and returns the
+// sender's ID.
+func (c *Core) StepFull(now time.Time, data []byte) (string, error) {
+	c.stats.StreamsIn++
+	m, err := decodeMessage(data, maxStreamSize, c.cfg.ClusterID)
+	if err == nil && m.Type != msgFull {
+		err = fmt.Errorf("%w: %v on a stream", errBadType, m.Type)
+	}
+	if err == nil && m.From == c.id {
+		err = errSelf
+	}
+	if err != nil {
+		c.stats.Dropped["stream_"+dropReason(err)]++
+		return "", err
+	}
+	c.applyDeltas(now, m)
+	for i := range m.Digest {
+		c.observe(now, m.From, &m.Digest[i])
+	}
+	return m.From, nil
+}

@@ -1,0 +1,214 @@
+package scuttlebutt
+
+import (
+	"cmp"
+	"slices"
+	"time"
+)
+
+// Deltas. For a peer whose digest entry says it holds (gen, maxVersion) of
+// a node, the delta is every entry of that node with a higher version, in
+// ascending version, cut only at the end: the receiver never holds version
+// v+1 of a node without everything up to v.
+//
+// Under the byte budget, deltas go in this order: nodes the peer does not
+// know (or holds an older generation of) first, then the nodes it misses
+// most versions of (scuttle-depth), ties in random order.
+//
+// A peer that holds less than the tombstones already collected here
+// (lastGC > its version and its lastGC) cannot be repaired by deltas: a
+// deleted key whose tombstone is gone would survive there. It gets a reset:
+// the node's whole state, which replaces its own.
+
+// deltaRequest is a node a peer is behind on.
+type deltaRequest struct {
+	p       *peerState
+	from    uint64 // the peer holds up to this version
+	unknown bool   // the peer holds nothing of this generation
+	reset   bool   // the peer is behind the collected tombstones
+	tie     uint64 // random tie break
+}
+
+func (r *deltaRequest) missing() uint64 { return r.p.maxVersion - r.from }
+
+// deltaFor returns the delta request for a peer that holds e of node p, if
+// we hold more.
+func (c *Core) deltaFor(p *peerState, e digestEntry) (deltaRequest, bool) {
+	if e.Gen == 0 || e.Gen < p.gen {
+		return deltaRequest{p: p, unknown: true}, true
+	}
+	if e.Gen > p.gen || e.MaxVersion >= p.maxVersion {
+		return deltaRequest{}, false
+	}
+	if p.lastGC > e.MaxVersion && p.lastGC > e.LastGC {
+		return deltaRequest{p: p, reset: true}, true
+	}
+	return deltaRequest{p: p, from: e.MaxVersion}, true
+}
+
+// buildDeltas returns deltas for the requests within budget bytes (the
+// deltas array header included), most urgent first.
+func (c *Core) buildDeltas(reqs []deltaRequest, budget int) ([]nodeDelta, int) {
+	for i := range reqs {
+		reqs[i].tie = c.rng.Uint64()
+	}
+	slices.SortFunc(reqs, func(a, b deltaRequest) int {
+		if a.unknown != b.unknown {
+			if a.unknown {
+				return -1
+			}
+			return 1
+		}
+		if c := cmp.Compare(b.missing(), a.missing()); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.tie, b.tie)
+	})
+	used := maxArrayHeader
+	var out []nodeDelta
+	for i := range reqs {
+		r := &reqs[i]
+		p := r.p
+		d := nodeDelta{ID: p.id, Gen: p.gen, Reset: r.reset, FromVersion: r.from, LastGC: p.lastGC}
+		// Worst case for the parts not known yet: MaxVersion and the
+		// entries' array header.
+		size := 1 + strSize(d.ID) + uintSize(d.Gen) + 1 + uintSize(d.FromVersion) + 9 + uintSize(d.LastGC) + maxArrayHeader
+		if used+size > budget {
+			break
+		}
+		entries := p.after(r.from)
+		cut := false
+		for _, e := range entries {
+			we := wireEntry{Key: e.key, Value: e.value, Version: e.version, Deleted: e.deleted}
+			n := we.size()
+			if used+size+n > budget {
+				cut = true
+				break
+			}
+			d.Entries = append(d.Entries, we)
+			size += n
+		}
+		if cut && len(d.Entries) == 0 {
+			break
+		}
+		if cut {
+			d.MaxVersion = d.Entries[len(d.Entries)-1].Version
+		} else {
+			d.MaxVersion = p.maxVersion
+		}
+		out = append(out, d)
+		used += d.size()
+		if cut {
+			break
+		}
+	}
+	return out, used
+}
+
+// applyDelta applies one node's delta from a peer.
+func (c *Core) applyDelta(now time.Time, d *nodeDelta) {
+	if d.ID == c.id || d.ID == "" {
+		return
+	}
+	if r, ok := c.removed[d.ID]; ok && d.Gen <= r.gen {
+		return
+	}
+	p := c.peers[d.ID]
+	switch {
+	case p == nil:
+		if d.FromVersion != 0 {
+			return
+		}
+		p = c.addPeer(now, d.ID, d.Gen)
+		c.replace(now, p, d)
+		c.setStatus(now, p, c.statusOf(p))
+	case d.Gen < p.gen:
+		return
+	case d.Gen > p.gen:
+		if d.FromVersion != 0 {
+			return
+		}
+		p.heartbeat = 0
+		c.detector.Forget(p.id)
+		c.detector.Heartbeat(p.id, now)
+		p.lastHeard = now
+		c.replace(now, p, d)
+		// A new generation is a new incarnation: it joins again.
+		p.status = 0
+		c.setStatus(now, p, c.statusOf(p))
+	case d.Reset && p.maxVersion < d.LastGC && p.lastGC < d.LastGC:
+		c.replace(now, p, d)
+		c.updateLeft(now, p)
+	default:
+		if d.FromVersion > p.maxVersion {
+			c.stats.gaps++
+			return
+		}
+		before := p.maxVersion
+		for i := range d.Entries {
+			c.putEntry(now, p, &d.Entries[i])
+		}
+		if d.MaxVersion > p.maxVersion {
+			p.maxVersion = d.MaxVersion
+		}
+		if p.maxVersion != before {
+			c.noteChange(p.id)
+		}
+		c.updateLeft(now, p)
+	}
+}
+
+// putEntry applies one entry if it is newer than all held, and announces it.
+func (c *Core) putEntry(now time.Time, p *peerState, we *wireEntry) {
+	if we.Version <= p.maxVersion {
+		return
+	}
+	_, wasLive := p.get(we.Key)
+	p.put(&entry{key: we.Key, value: we.Value, version: we.Version, deleted: we.Deleted}, now)
+	if isReserved(we.Key) {
+		return
+	}
+	switch {
+	case !we.Deleted:
+		c.emit(Event{Kind: EventUpdate, NodeID: p.id, Key: we.Key, Value: we.Value})
+	case wasLive:
+		c.emit(Event{Kind: EventDelete, NodeID: p.id, Key: we.Key})
+	}
+}
+
+// replace makes p's state exactly the delta's (a new generation, a reset,
+// or a node first seen), announcing only what changed.
+func (c *Core) replace(now time.Time, p *peerState, d *nodeDelta) {
+	old := p.userState()
+	p.reset(d.Gen)
+	var last uint64
+	for i := range d.Entries {
+		we := &d.Entries[i]
+		if we.Version <= last {
+			continue // not ascending: not a delta we sent
+		}
+		last = we.Version
+		p.put(&entry{key: we.Key, value: we.Value, version: we.Version, deleted: we.Deleted}, now)
+	}
+	p.maxVersion = max(last, d.MaxVersion)
+	p.lastGC = d.LastGC
+	keys := make([]string, 0, len(old))
+	for k := range old {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if _, ok := p.get(k); !ok {
+			c.emit(Event{Kind: EventDelete, NodeID: p.id, Key: k})
+		}
+	}
+	for _, e := range p.byVersion {
+		if e.deleted || isReserved(e.key) {
+			continue
+		}
+		if v, ok := old[e.key]; !ok || v != e.value {
+			c.emit(Event{Kind: EventUpdate, NodeID: p.id, Key: e.key, Value: e.value})
+		}
+	}
+	c.noteChange(p.id)
+}

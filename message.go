@@ -1,0 +1,82 @@
+package scuttlebutt
+
+// The wire protocol. Numbers here are the protocol: append only, never
+// renumber. docs/protocol.md describes the encoding byte by byte.
+
+const (
+	// magic opens every message: "SB".
+	magic = 0x5342
+	// protocolVersion is the version of the wire format. Messages of
+	// another version are refused.
+	protocolVersion = 1
+)
+
+// msgType is the kind of a message.
+type msgType uint8
+
+const (
+	msgSyn    msgType = 1 // digest (and wants): opens a gossip exchange
+	msgSynAck msgType = 2 // deltas for the digest, wants, and a digest back
+	msgAck    msgType = 3 // deltas for the SynAck's wants and digest
+	msgFull   msgType = 4 // full state, over a stream only (joining)
+)
+
+func (t msgType) String() string {
+	switch t {
+	case msgSyn:
+		return "syn"
+	case msgSynAck:
+		return "synack"
+	case msgAck:
+		return "ack"
+	case msgFull:
+		return "full"
+	}
+	return "unknown"
+}
+
+// message is one datagram or stream message.
+type message struct {
+	Type    msgType
+	Cluster string
+	From    string        // sender's node ID
+	Gen     uint64        // sender's generation
+	Digest  []digestEntry // what the sender holds
+	Wants   []digestEntry // what the sender lacks: send deltas from here
+	Deltas  []nodeDelta
+}
+
+// digestEntry summarises what a node holds of one node's state.
+type digestEntry struct {
+	ID         string
+	Gen        uint64
+	Heartbeat  uint64
+	MaxVersion uint64
+	LastGC     uint64
+}
+
+// nodeDelta carries entries of one node's state.
+//
+// Entries are in ascending version and contiguous from FromVersion: the
+// receiver may apply them only if it holds that node's state up to at least
+// FromVersion. After applying them it holds everything up to MaxVersion.
+// A Reset delta replaces the receiver's state of the node instead (the
+// receiver was too far behind for tombstones already collected, or held an
+// older generation).
+type nodeDelta struct {
+	ID          string
+	Gen         uint64
+	Reset       bool
+	FromVersion uint64
+	MaxVersion  uint64
+	LastGC      uint64
+	Entries     []wireEntry
+}
+
+// wireEntry is one versioned key; a tombstone if Deleted.
+type wireEntry struct {
+	Key     string
+	Value   string
+	Version uint64
+	Deleted bool
+}

@@ -1,0 +1,73 @@
+package scuttlebutt
+
+import (
+	"maps"
+	"time"
+)
+
+// Lookup returns a live key of a node as held here; reserved keys are not
+// visible.
+func (c *Core) Lookup(nodeID, key string) (string, bool) {
+	p := c.peers[nodeID]
+	if p == nil || isReserved(key) {
+		return "", false
+	}
+	return p.get(key)
+}
+
+// State returns a copy of a node's live keys as held here.
+func (c *Core) State(nodeID string) (map[string]string, bool) {
+	p := c.peers[nodeID]
+	if p == nil {
+		return nil, false
+	}
+	return p.userState(), true
+}
+
+// Nodes lists the nodes known here, this one included, sorted by ID.
+func (c *Core) Nodes(now time.Time) []NodeInfo {
+	out := make([]NodeInfo, 0, len(c.order))
+	for _, id := range c.order {
+		out = append(out, c.info(c.peers[id], now))
+	}
+	return out
+}
+
+// NodeInfo returns what is known here of one node.
+func (c *Core) NodeInfo(nodeID string, now time.Time) (NodeInfo, bool) {
+	p := c.peers[nodeID]
+	if p == nil {
+		return NodeInfo{}, false
+	}
+	return c.info(p, now), true
+}
+
+func (c *Core) info(p *peerState, now time.Time) NodeInfo {
+	ni := NodeInfo{
+		ID: p.id, Addr: p.addr, Generation: p.gen, Version: p.maxVersion,
+		Heartbeat: p.heartbeat, Status: p.status, LastHeard: p.lastHeard,
+		Keys: p.live, Local: p == c.self,
+	}
+	if p != c.self {
+		ni.Phi = c.detector.Phi(p.id, now)
+	}
+	return ni
+}
+
+// Live returns how many other nodes are alive.
+func (c *Core) Live() int {
+	n := 0
+	for _, p := range c.peers {
+		if p != c.self && p.status == StatusAlive {
+			n++
+		}
+	}
+	return n
+}
+
+// Stats returns the core's counters.
+func (c *Core) Stats() Stats {
+	s := c.stats.Stats
+	s.Dropped = maps.Clone(c.stats.Dropped)
+	return s
+}
