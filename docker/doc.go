@@ -1,0 +1,91 @@
+// Package docker publishes the services of the containers running on a
+// Docker host as keys of a scuttlebutt node, and finds them again across
+// the cluster.
+//
+// An Adapter keeps the node's service keys equal to the host's running
+// container services until the context given to Run ends, then withdraws
+// them. Every node on a Docker host runs one; any node can query the
+// cluster with Services and Instances.
+//
+//	cli, _ := docker.NewClient()
+//	a, _ := docker.New(node, cli, docker.Options{})
+//	go a.Run(ctx)
+//	...
+//	for _, in := range docker.Instances(node, "web", true) {
+//		fmt.Println(in.Addr(), in.Health)
+//	}
+//
+// # What is published
+//
+// By default (the registrator convention) every running container with at
+// least one published port is published, one key per published port, unless
+// it carries scuttlebutt.ignore=true. With Options.Explicit only containers
+// that opt in with a scuttlebutt.service or scuttlebutt.port.<port>.name
+// label are. With Options.UseContainerAddr (overlay and other routable
+// container networks) the container's own address and its exposed ports
+// are published instead of host ports. A container that is not running, or
+// that is restarting, has no keys; a paused one keeps them with state
+// "paused".
+//
+// # Labels
+//
+// The prefix "scuttlebutt" is Options.LabelPrefix.
+//
+//	scuttlebutt.service=<name>          service name. Default: the image name
+//	                                    without registry, path, tag or digest;
+//	                                    with several ports, "-<port>" is appended
+//	scuttlebutt.port.<port>.name=<name> service name of one private port
+//	scuttlebutt.port.<port>.ignore=true do not publish that port
+//	scuttlebutt.tags=a,b                tags copied into the records
+//	scuttlebutt.export=<label>,<label>  labels copied into the records
+//	scuttlebutt.ignore=true             do not publish the container
+//
+// Service names are reduced to [A-Za-z0-9._-] (other bytes become '-') and
+// at most 64 bytes.
+//
+// # Keys and records
+//
+// One key per service instance, that is per container and private port:
+//
+//	svc/<service>/<container id, 12 hex digits>/<private port>/<proto>
+//	svc/web/4f3c2a1b9e8d/8080/tcp
+//
+// Its value is a compact JSON Record, version 1:
+//
+//	{"v":1,"svc":"web","cid":"4f3c2a1b9e8d","name":"web-1","img":"acme/web:1.2",
+//	 "host":"10.0.0.7","port":32768,"priv":8080,"proto":"tcp","tags":["a"],
+//	 "labels":{"team":"blue"},"health":"healthy","state":"running","started":1767225600}
+//
+// health is none (no health check), starting, healthy or unhealthy; state is
+// running, paused or unknown (daemon unreachable, with Options.MarkUnknown);
+// started is the container's last start, in Unix seconds. A record holds
+// nothing volatile, so keys change only when a container does: a resync that
+// finds nothing new writes nothing. Records are kept under
+// Options.MaxValueSize (888 bytes, the value limit of a node with the
+// default 1400-byte packets) by dropping exported labels, then tags.
+//
+// # How it stays correct
+//
+// Docker drops events for subscribers slower than about 100 ms and keeps
+// only the last 256, and its event stream ends on any error. So Run
+// subscribes to container events first and then reconciles against a full
+// list of the running containers: records are added and updated, and keys
+// that no container backs any more, including those an earlier run left
+// behind (found with State(ID())), are deleted. Events only mark container
+// IDs dirty in a coalescing set; another goroutine inspects the dirty
+// containers every Options.Coalesce (100 ms). A full reconcile also runs
+// every Options.Resync (30 s) and after every resubscription. An event
+// stream that ends is resubscribed with backoff (100 ms doubling to 5 s).
+// While the daemon is unreachable the records are kept for Options.Grace
+// (1 minute), then withdrawn; they are published again by the reconcile
+// that follows the daemon's return. When Run's context ends, every record
+// is withdrawn.
+//
+// # Queries
+//
+// Services and Instances read the records of every node whose status is
+// alive. The records of a node that left vanish at once; those of a node
+// that crashed, and so could not withdraw them, vanish when the failure
+// detector declares it dead. Instances are ordered healthy first: healthy,
+// no health check, starting, unhealthy, then those not running.
+package docker
