@@ -431,3 +431,13 @@ func TestEngineNegotiatesAPIVersion(t *testing.T) {
 	}
 	t.Logf("engine API %s, client speaks %s (client max %s, min %s)", ping.APIVersion, cli.ClientVersion(), client.MaxAPIVersion, client.MinAPIVersion)
 }
+
+// nopClient returns a client that is never used to reach an engine.
+func nopClient(t testing.TB) *client.Client {
+	cli, err := client.New(client.WithHost("unix:///nonexistent/docker.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
