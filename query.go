@@ -71,3 +71,14 @@ func (c *Core) Stats() Stats {
 	s.Dropped = maps.Clone(c.stats.Dropped)
 	return s
 }
+
+// Version returns the generation and the highest version held here of a
+// node's state. Two nodes that hold the same generation and version of a
+// node hold the same state of it, as versions are applied in order.
+func (c *Core) Version(nodeID string) (gen, version uint64, ok bool) {
+	p := c.peers[nodeID]
+	if p == nil {
+		return 0, 0, false
+	}
+	return p.gen, p.maxVersion, true
+}

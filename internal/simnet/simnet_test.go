@@ -1,0 +1,103 @@
+package simnet
+
+import (
+	"fmt"
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/scuttlebutt-go/scuttlebutt"
+)
+
+// cluster starts n nodes with the local config, each joining node 0.
+func cluster(t testing.TB, net *Network, n int, tune func(*scuttlebutt.Config)) []*Node {
+	t.Helper()
+	var nodes []*Node
+	for i := range n {
+		cfg := scuttlebutt.DefaultLocalConfig()
+		cfg.ID = fmt.Sprintf("node-%d", i)
+		cfg.DetectorWindow = 16
+		if tune != nil {
+			tune(cfg)
+		}
+		nd, err := net.Add(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, nd)
+		if i > 0 {
+			net.Join(nd, nodes[0])
+		}
+	}
+	return nodes
+}
+
+// behind returns the first up node that does not hold an up node's latest
+// generation and version, or "": a cheap check of convergence for large
+// clusters, confirmed by diverged.
+func behind(nodes []*Node) string {
+	for _, owner := range nodes {
+		if !owner.Up {
+			continue
+		}
+		id := owner.Core.ID()
+		g, v, _ := owner.Core.Version(id)
+		for _, nd := range nodes {
+			if !nd.Up || nd == owner {
+				continue
+			}
+			if g2, v2, _ := nd.Core.Version(id); g2 != g || v2 != v {
+				return fmt.Sprintf("%s holds %s at generation %d version %d, not %d %d", nd.Core.ID(), id, g2, v2, g, v)
+			}
+		}
+	}
+	return ""
+}
+
+// diverged returns the first difference between what the up nodes hold of
+// each other and what each holds of itself, or "".
+func diverged(nodes []*Node) string {
+	for _, owner := range nodes {
+		if !owner.Up {
+			continue
+		}
+		id := owner.Core.ID()
+		want, _ := owner.Core.State(id)
+		for _, nd := range nodes {
+			if !nd.Up || nd == owner {
+				continue
+			}
+			got, ok := nd.Core.State(id)
+			if !ok {
+				return fmt.Sprintf("%s does not know %s", nd.Core.ID(), id)
+			}
+			if maps.Equal(want, got) {
+				continue
+			}
+			if d := cmp.Diff(want, got); d != "" {
+				return fmt.Sprintf("%s's view of %s (-want +got):\n%s", nd.Core.ID(), id, d)
+			}
+		}
+	}
+	return ""
+}
+
+func TestSmallClusterConverges(t *testing.T) {
+	net := New(Options{Seed: 1, MaxDelay: 5 * time.Millisecond})
+	nodes := cluster(t, net, 16, nil)
+	for i, nd := range nodes {
+		net.Do(nd, func(c *scuttlebutt.Core) {
+			if err := c.Set(net.Now, "k", fmt.Sprint(i)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if !net.RunUntil(func() bool { return diverged(nodes) == "" }, 10*time.Second) {
+		t.Fatal(diverged(nodes))
+	}
+	if net.Oversize != 0 {
+		t.Fatalf("%d datagrams over MaxPacketSize", net.Oversize)
+	}
+}
