@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/scuttlebutt-go/scuttlebutt"
+	"github.com/scuttlebutt-go/scuttlebutt/docker"
+)
+
+// Timeouts of an agent's shutdown.
+const (
+	leaveTimeout   = 5 * time.Second // for Leave to tell peers
+	dockerTimeout  = 5 * time.Second // for the adapter to withdraw records
+	httpTimeout    = 2 * time.Second // for HTTP requests in flight
+	confirmTimeout = 3 * time.Second // for a peer to hold our decommission marker
+	aloneWarning   = 15 * time.Second
+)
+
+// agent is one node with its subscribers, HTTP server and Docker adapter.
+type agent struct {
+	node  *scuttlebutt.Node
+	pub   *localPublisher // the node, for writers of its own keys
+	hub   *hub
+	decom *decommissions
+	srv   *server
+	log   *slog.Logger
+
+	httpSrv    *http.Server
+	httpLn     net.Listener
+	httpErr    chan error
+	stopWatch  context.CancelFunc // ends /v1/watch streams
+	stopDocker context.CancelFunc
+	dockerDone chan struct{}
+	alone      *time.Timer
+}
+
+type agentOptions struct {
+	cfg        *scuttlebutt.Config // ID must be set
+	httpAddr   string              // empty: no HTTP server
+	token      string
+	docker     bool
+	dockerOpts dockerFlags
+	log        *slog.Logger // the operator's log
+	libLog     *slog.Logger // the library's log; nil: none
+}
+
+// startAgent creates the node and starts serving HTTP. It does not join.
+func startAgent(opt agentOptions) (*agent, error) {
+	cfg := *opt.cfg
+	log := opt.log
+	h := newHub()
+	d := newDecommissions(cfg.ID, log)
+	sub := &subscriber{hub: h, decom: d, log: log}
+	cfg.NodeSubscriber = sub
+	cfg.StateSubscriber = sub
+	cfg.Logger = opt.libLog
+
+	node, err := scuttlebutt.Create(&cfg)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("cannot gossip on %s: the address is in use (another agent?); choose another -bind port: %w", cfg.BindAddr, err)
+		}
+		return nil, fmt.Errorf("starting the node: %w", err)
+	}
+	a := &agent{node: node, hub: h, decom: d, log: log, httpErr: make(chan error, 1)}
+	a.pub = &localPublisher{clusterNode: node, hub: h, sub: sub}
+	d.setNode(a.pub)
+
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	a.stopWatch = stopWatch
+	maxPacket := cfg.MaxPacketSize
+	if maxPacket == 0 {
+		maxPacket = scuttlebutt.DefaultLANConfig().MaxPacketSize
+	}
+	so := serverOptions{
+		token: opt.token, maxValue: scuttlebutt.MaxValueSize(maxPacket),
+		dockerOwned: opt.docker, log: log, ctx: watchCtx,
+	}
+	if opt.httpAddr != "" {
+		ln, err := net.Listen("tcp", opt.httpAddr)
+		if err != nil {
+			node.Close()
+			return nil, fmt.Errorf("cannot serve HTTP on %s: %w; choose another -http address (or -http '' to disable it)", opt.httpAddr, err)
+		}
+		a.httpLn = ln
+		so.loopbackOnly = isLoopbackListen(ln.Addr().String()) || isLoopbackListen(opt.httpAddr)
+	}
+	a.srv = newServer(a.pub, h, d, so)
+	if a.httpLn != nil {
+		a.httpSrv = &http.Server{
+			Handler:           a.srv,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		go func() {
+			if err := a.httpSrv.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.httpErr <- err
+			}
+		}()
+		if !so.loopbackOnly && opt.token == "" {
+			log.Warn("the HTTP API listens beyond loopback without a token: writes are refused until -token or SCUTTLEBUTT_TOKEN is set",
+				"http", a.httpLn.Addr().String())
+		}
+	}
+
+	if opt.docker {
+		if err := a.startDocker(opt.dockerOpts, maxPacket); err != nil {
+			a.shutdown(false)
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+func (a *agent) startDocker(f dockerFlags, maxPacket int) error {
+	cli, err := docker.NewClient()
+	if err != nil {
+		return fmt.Errorf("-docker: connecting to the Docker daemon: %w (is DOCKER_HOST right?)", err)
+	}
+	ad, err := docker.New(a.pub, cli, docker.Options{
+		HostAddr: f.hostAddr, UseContainerAddr: f.container, Explicit: f.explicit,
+		RequireLabel: f.label, MaxValueSize: scuttlebutt.MaxValueSize(maxPacket),
+		Logger: a.log.With("component", "docker"),
+	})
+	if err != nil {
+		return fmt.Errorf("-docker: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stopDocker = cancel
+	a.dockerDone = make(chan struct{})
+	go func() {
+		defer close(a.dockerDone)
+		if err := ad.Run(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("the Docker adapter stopped", "err", err)
+		}
+	}()
+	a.log.Info("publishing this host's container services", "docker_host", os.Getenv("DOCKER_HOST"))
+	return nil
+}
+
+// httpAddr returns the address the HTTP API listens on, or "".
+func (a *agent) httpAddr() string {
+	if a.httpLn == nil {
+		return ""
+	}
+	return a.httpLn.Addr().String()
+}
+
+// join seeds the node with addrs, leaving out its own address. It does not
+// block; problems are logged with what to do about them.
+func (a *agent) join(addrs []string) {
+	self := a.node.Addr()
+	var seeds []string
+	for _, s := range addrs {
+		if s != self && !slices.Contains(seeds, s) {
+			seeds = append(seeds, s)
+		}
+	}
+	if len(seeds) == 0 {
+		a.log.Info("waiting for other nodes to join this one", "id", a.node.ID(), "addr", self)
+		return
+	}
+	for _, s := range seeds {
+		host, _, _ := net.SplitHostPort(s)
+		if net.ParseIP(host) == nil {
+			if _, err := net.LookupHost(host); err != nil {
+				a.log.Warn("cannot resolve a -join host; check the name", "join", s, "err", err)
+			}
+		}
+	}
+	go func() {
+		if err := a.node.Seed(seeds); err != nil {
+			if errors.Is(err, scuttlebutt.ErrClosed) {
+				return
+			}
+			a.log.Warn("could not reach the -join nodes yet; retrying in the background. Check that an agent runs at each address, "+
+				"that its -bind port (UDP and TCP) is open, and that -cluster matches", "join", seeds, "err", err)
+		}
+	}()
+	a.alone = time.AfterFunc(aloneWarning, func() {
+		for _, ni := range a.node.Nodes() {
+			if !ni.Local && ni.Status == scuttlebutt.StatusAlive {
+				return
+			}
+		}
+		a.log.Warn("still no live peer; check the -join addresses, firewalls (UDP and TCP), -advertise and -cluster",
+			"join", seeds, "after", aloneWarning)
+	})
+}
+
+// shutdown stops the agent: the Docker adapter withdraws its records, the
+// node leaves (or closes silently), then HTTP stops.
+func (a *agent) shutdown(leave bool) error {
+	if a.alone != nil {
+		a.alone.Stop()
+	}
+	if a.stopDocker != nil {
+		a.stopDocker()
+		select {
+		case <-a.dockerDone:
+		case <-time.After(dockerTimeout):
+			a.log.Warn("the Docker adapter did not withdraw its records in time")
+		}
+	}
+	var err error
+	if leave {
+		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+		err = a.node.Leave(ctx)
+		cancel()
+	} else {
+		err = a.node.Close()
+	}
+	a.stopWatch()
+	if a.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), httpTimeout)
+		a.httpSrv.Shutdown(ctx)
+		cancel()
+	}
+	return err
+}
+
+// waitDecommission returns when this node was decommissioned (and the
+// decommission was not cleared) or ctx ends.
+func (a *agent) waitDecommission(ctx context.Context) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-a.decom.fired():
+		}
+		cctx, cancel := context.WithTimeout(ctx, confirmTimeout)
+		out := a.decom.confirm(cctx, a.pub)
+		cancel()
+		if out {
+			return true
+		}
+		a.decom.rearm()
+	}
+}
+
+func agentUsage(fs *flag.FlagSet) func() {
+	return func() {
+		w := fs.Output()
+		fmt.Fprintf(w, `Usage: scuttlebutt agent [flags]
+
+Runs one node of a cluster with its HTTP API and web page. Every flag can
+also be set with an environment variable: -http is SCUTTLEBUTT_HTTP,
+-log-format is SCUTTLEBUTT_LOG_FORMAT; a flag given on the command line wins.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+}
+
+// runAgent is `scuttlebutt agent`.
+func runAgent(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = agentUsage(fs)
+	var c agentConfig
+	c.register(fs)
+	rest, err := parseFlags(fs, args, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "scuttlebutt agent: %v\n", err)
+		return exitUsage
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "scuttlebutt agent: unexpected argument %q; see scuttlebutt agent -h\n", rest[0])
+		return exitUsage
+	}
+	cfg, err := c.gossipConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "scuttlebutt agent: %v\n", err)
+		return exitUsage
+	}
+	if cfg.ID == "" {
+		cfg.ID = randomID()
+	}
+	log := c.logger(stderr)
+	level, _ := c.level()
+	libLog := newLogger(stderr, c.logFormat, max(level, slog.LevelWarn)).With("component", "gossip")
+	if level <= slog.LevelDebug {
+		libLog = log.With("component", "gossip")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	a, err := startAgent(agentOptions{
+		cfg: cfg, httpAddr: c.http, token: c.token, docker: c.docker, dockerOpts: c.dockerOpts,
+		log: log, libLog: libLog,
+	})
+	if err != nil {
+		log.Error(err.Error())
+		return exitError
+	}
+	log.Info("agent started", "id", a.node.ID(), "addr", a.node.Addr(), "cluster", cfg.ClusterID,
+		"http", a.httpAddr(), "config", c.preset)
+	a.join(c.join)
+
+	decommissioned := make(chan struct{})
+	go func() {
+		if a.waitDecommission(ctx) {
+			close(decommissioned)
+		}
+	}()
+
+	select {
+	case <-ctx.Done():
+		stop() // a second signal kills at once
+		log.Info("signal received: leaving the cluster")
+	case <-decommissioned:
+		m, _ := a.decom.get(a.node.ID())
+		log.Warn("this node was decommissioned: leaving the cluster and exiting. "+
+			"It stays out until an operator runs `scuttlebutt decommission -clear "+a.node.ID()+"` against any agent",
+			"by", m.By, "at", time.Unix(0, m.At).UTC())
+	case err := <-a.httpErr:
+		log.Error("the HTTP server failed", "err", err)
+		a.shutdown(true)
+		return exitError
+	}
+	if err := a.shutdown(true); err != nil {
+		log.Warn("leaving the cluster", "err", err)
+	}
+	log.Info("left the cluster; bye")
+	return exitOK
+}

@@ -1,0 +1,364 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// runBenchHTTP is `scuttlebutt bench-http`: a load generator for the HTTP
+// API. With -url it loads a running agent; with -cluster it first starts a
+// demo cluster of -cluster - 1 nodes publishing -instances service
+// instances and one agent joined to it, each in a process of its own, then
+// loads the agent and reads its RSS.
+func runBenchHTTP(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench-http", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := fs.String("url", "", "`URL` to GET (with -cluster: the path on the started agent, default /services.json)")
+	conc := fs.Int("c", 16, "concurrent connections")
+	dur := fs.Duration("d", 10*time.Second, "`duration` of the load")
+	gz := fs.Bool("gzip", false, "send Accept-Encoding: gzip (the body is then read compressed, not decompressed)")
+	cluster := fs.Int("cluster", 0, "start a cluster of this many `nodes` (one agent process plus a demo process) and load the agent")
+	instances := fs.Int("instances", 1000, "with -cluster: service `instances` published in the cluster")
+	preset := fs.String("config", "lan", "with -cluster: timing `preset` of the nodes")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: scuttlebutt bench-http -url URL [flags]\n       scuttlebutt bench-http -cluster 128 -instances 1000 [flags]\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if _, err := parseFlags(fs, args, func(string) string { return "" }); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if *conc < 1 || *dur <= 0 {
+		fmt.Fprintln(stderr, "scuttlebutt bench-http: -c and -d must be positive")
+		return exitUsage
+	}
+	if *cluster == 0 {
+		if *target == "" {
+			fmt.Fprintln(stderr, "scuttlebutt bench-http: want -url or -cluster")
+			return exitUsage
+		}
+		res, err := loadHTTP(*target, *conc, *dur, *gz)
+		if err != nil {
+			fmt.Fprintf(stderr, "scuttlebutt bench-http: %v\n", err)
+			return exitError
+		}
+		res.print(stdout)
+		return exitOK
+	}
+	if *cluster < 2 {
+		fmt.Fprintln(stderr, "scuttlebutt bench-http: -cluster wants at least 2 nodes")
+		return exitUsage
+	}
+	path := *target
+	if path == "" {
+		path = "/services.json"
+	}
+	if err := benchCluster(stdout, stderr, *cluster, *instances, *preset, path, *conc, *dur, *gz); err != nil {
+		fmt.Fprintf(stderr, "scuttlebutt bench-http: %v\n", err)
+		return exitError
+	}
+	return exitOK
+}
+
+type loadResult struct {
+	url            string
+	requests, errs int
+	bytes          int64
+	elapsed        time.Duration
+	p50, p99, pmax time.Duration
+	conc           int
+	gzip           bool
+	firstErr       error
+	statusMismatch int
+	responseBytes  int64
+}
+
+func (r loadResult) print(w io.Writer) {
+	fmt.Fprintf(w, "GET %s  (%d connections, %s, gzip=%v)\n", r.url, r.conc, r.elapsed.Round(time.Millisecond), r.gzip)
+	fmt.Fprintf(w, "  requests   %d (%d errors)\n", r.requests, r.errs)
+	fmt.Fprintf(w, "  rate       %.0f req/s\n", float64(r.requests)/r.elapsed.Seconds())
+	fmt.Fprintf(w, "  latency    p50 %s  p99 %s  max %s\n", r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.pmax.Round(time.Microsecond))
+	fmt.Fprintf(w, "  body       %d bytes per response, %.1f MB/s\n", r.responseBytes, float64(r.bytes)/r.elapsed.Seconds()/1e6)
+	if r.firstErr != nil {
+		fmt.Fprintf(w, "  first error: %v\n", r.firstErr)
+	}
+}
+
+// loadHTTP GETs url from conc goroutines, each with its own keep-alive
+// connection, for d.
+func loadHTTP(url string, conc int, d time.Duration, gz bool) (loadResult, error) {
+	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	get := func() (int64, error) {
+		req, _ := http.NewRequest("GET", url, nil)
+		if gz {
+			req.Header.Set("Accept-Encoding", "gzip")
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		return n, err
+	}
+	size, err := get()
+	if err != nil {
+		return loadResult{}, fmt.Errorf("GET %s: %w", url, err)
+	}
+	// Warm up the connections.
+	warm := time.Now().Add(500 * time.Millisecond)
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			for time.Now().Before(warm) {
+				get()
+			}
+		})
+	}
+	wg.Wait()
+
+	type worker struct {
+		lat   []time.Duration
+		errs  int
+		bytes int64
+		first error
+	}
+	workers := make([]worker, conc)
+	start := time.Now()
+	end := start.Add(d)
+	for i := range workers {
+		wg.Go(func() {
+			w := &workers[i]
+			w.lat = make([]time.Duration, 0, 1<<16)
+			for {
+				t := time.Now()
+				if !t.Before(end) {
+					return
+				}
+				n, err := get()
+				w.lat = append(w.lat, time.Since(t))
+				w.bytes += n
+				if err != nil {
+					w.errs++
+					if w.first == nil {
+						w.first = err
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	res := loadResult{url: url, elapsed: time.Since(start), conc: conc, gzip: gz, responseBytes: size}
+	var all []time.Duration
+	for _, w := range workers {
+		all = append(all, w.lat...)
+		res.errs += w.errs
+		res.bytes += w.bytes
+		if res.firstErr == nil {
+			res.firstErr = w.first
+		}
+	}
+	res.requests = len(all)
+	if len(all) > 0 {
+		slices.Sort(all)
+		res.p50 = all[len(all)/2]
+		res.p99 = all[min(len(all)-1, len(all)*99/100)]
+		res.pmax = all[len(all)-1]
+	}
+	return res, nil
+}
+
+// benchCluster starts a demo process of nodes-1 nodes publishing instances
+// service instances and an agent process joined to it, waits until the
+// agent sees them all, loads the agent and reports its RSS.
+func benchCluster(stdout, stderr io.Writer, nodes, instances int, preset, path string, conc int, d time.Duration, gz bool) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	demoHTTP, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	agentHTTP, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "starting a demo process of %d nodes with %d service instances (config %s)\n", nodes-1, instances, preset)
+	demo := exec.Command(exe, "demo", "-nodes", strconv.Itoa(nodes-1), "-instances", strconv.Itoa(instances),
+		"-lively=false", "-http", demoHTTP, "-config", preset, "-log-level", "warn")
+	demo.Stdout, demo.Stderr = io.Discard, stderr
+	if err := demo.Start(); err != nil {
+		return err
+	}
+	defer stopProcess(demo)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var seed string
+	if err := waitFor(ctx, func() bool {
+		ns, err := fetchNodes("http://" + demoHTTP)
+		if err != nil {
+			return false
+		}
+		alive := 0
+		for _, n := range ns {
+			if n.Status == "alive" {
+				alive++
+			}
+			if n.Local {
+				seed = n.Addr
+			}
+		}
+		return alive == nodes-1
+	}); err != nil {
+		return fmt.Errorf("the demo cluster did not converge to %d live nodes: %w", nodes-1, err)
+	}
+
+	fmt.Fprintf(stdout, "starting an agent process joined to %s\n", seed)
+	agent := exec.Command(exe, "agent", "-id", "bench-agent", "-bind", "127.0.0.1:0", "-http", agentHTTP,
+		"-join", seed, "-cluster", "demo", "-config", preset, "-log-level", "warn")
+	agent.Stdout, agent.Stderr = io.Discard, stderr
+	if err := agent.Start(); err != nil {
+		return err
+	}
+	defer stopProcess(agent)
+	base := "http://" + agentHTTP
+	t0 := time.Now()
+	if err := waitFor(ctx, func() bool {
+		ns, err := fetchNodes(base)
+		if err != nil {
+			return false
+		}
+		alive := 0
+		for _, n := range ns {
+			if n.Status == "alive" {
+				alive++
+			}
+		}
+		return alive == nodes && countInstances(base) == instances
+	}); err != nil {
+		return fmt.Errorf("the agent did not see %d live nodes and %d instances: %w", nodes, instances, err)
+	}
+	fmt.Fprintf(stdout, "the agent sees %d live nodes and %d instances (after %s)\n", nodes, instances, time.Since(t0).Round(time.Millisecond))
+	rssIdle := readRSS(agent.Process.Pid, "VmRSS")
+
+	res, err := loadHTTP(base+path, conc, d, gz)
+	if err != nil {
+		return err
+	}
+	res.print(stdout)
+	fmt.Fprintf(stdout, "agent RSS    %s before the load, %s after, peak %s (pid %d, %d-node cluster)\n",
+		rssIdle, readRSS(agent.Process.Pid, "VmRSS"), readRSS(agent.Process.Pid, "VmHWM"), agent.Process.Pid, nodes)
+	return nil
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func stopProcess(c *exec.Cmd) {
+	c.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { c.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		c.Process.Kill()
+		<-done
+	}
+}
+
+// waitFor polls cond every 100 ms until it holds or ctx ends.
+func waitFor(ctx context.Context, cond func() bool) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func fetchNodes(base string) ([]nodeJSON, error) {
+	var out struct {
+		Nodes []nodeJSON `json:"nodes"`
+	}
+	return out.Nodes, getJSON(base+"/v1/nodes", &out)
+}
+
+func countInstances(base string) int {
+	var out struct {
+		Services []serviceSummary `json:"services"`
+	}
+	if getJSON(base+"/v1/services", &out) != nil {
+		return -1
+	}
+	n := 0
+	for _, s := range out.Services {
+		n += s.Instances
+	}
+	return n
+}
+
+func getJSON(url string, out any) error {
+	hc := http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// readRSS returns a memory line of /proc/<pid>/status, e.g. "21.3 MB".
+func readRSS(pid int, field string) string {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "?"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			fields := strings.Fields(rest)
+			if len(fields) >= 1 {
+				kb, _ := strconv.Atoi(fields[0])
+				return fmt.Sprintf("%.1f MB", float64(kb)/1024)
+			}
+		}
+	}
+	return "?"
+}

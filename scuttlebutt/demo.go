@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/scuttlebutt-go/scuttlebutt"
+	"github.com/scuttlebutt-go/scuttlebutt/docker"
+)
+
+// demoServices are the services the demo publishes, round robin.
+var demoServices = []string{"web", "api", "db", "cache", "queue"}
+
+// runDemo is `scuttlebutt demo`: a small cluster on loopback in one
+// process, the first node serving the web page.
+func runDemo(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	nodes := fs.Int("nodes", 5, "`number` of nodes")
+	httpAddr := fs.String("http", "127.0.0.1:7777", "`address` of the first node's HTTP API and web page")
+	instances := fs.Int("instances", -1, "`number` of service instances to publish, as Docker adapter records (default: 2 per node)")
+	services := fs.Int("services", 0, "`number` of distinct service names (default: 5, or instances/50 for more than 250)")
+	preset := fs.String("config", "local", "timing `preset`: lan, wan or local")
+	lively := fs.Bool("lively", true, "change keys and health now and then, so the page has something to show")
+	token := fs.String("token", "", "`token` for writes to the first node's HTTP API")
+	logLevel := fs.String("log-level", "info", "log `level`")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: scuttlebutt demo [flags]\n\nRuns a cluster of -nodes nodes on 127.0.0.1 in this process; the first serves the\nweb page and the HTTP API on -http. Ctrl-C stops it (every node leaves).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if _, err := parseFlags(fs, args, func(string) string { return "" }); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if *nodes < 1 || *nodes > 1000 {
+		fmt.Fprintf(stderr, "scuttlebutt demo: -nodes %d: want 1 to 1000\n", *nodes)
+		return exitUsage
+	}
+	if *instances < 0 {
+		*instances = 2 * *nodes
+	}
+	if *services <= 0 {
+		*services = max(len(demoServices), *instances/50)
+	}
+	ac := agentConfig{preset: *preset, bind: "127.0.0.1:0", cluster: "demo", logFormat: "text", logLevel: *logLevel, http: *httpAddr}
+	base, err := ac.gossipConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "scuttlebutt demo: %v\n", err)
+		return exitUsage
+	}
+	log := ac.logger(stderr)
+	quiet := slog.New(slog.DiscardHandler)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	records := demoRecords(*nodes, *instances, *services)
+	agents := make([]*agent, 0, *nodes)
+	defer func() {
+		var wg sync.WaitGroup
+		for _, a := range agents {
+			wg.Add(1)
+			go func() { defer wg.Done(); a.shutdown(true) }()
+		}
+		wg.Wait()
+	}()
+	for i := range *nodes {
+		cfg := *base
+		cfg.ID = fmt.Sprintf("node-%02d", i+1)
+		cfg.InitialState = map[string]string{"role": []string{"frontend", "backend", "storage"}[i%3], "load": "0.00"}
+		for k, v := range records[i] {
+			cfg.InitialState[k] = v
+		}
+		opt := agentOptions{cfg: &cfg, log: quiet}
+		if i == 0 {
+			opt.httpAddr, opt.token, opt.log = *httpAddr, *token, log
+		}
+		a, err := startAgent(opt)
+		if err != nil {
+			fmt.Fprintf(stderr, "scuttlebutt demo: %v\n", err)
+			return exitError
+		}
+		agents = append(agents, a)
+		if i > 0 {
+			seeds := []string{agents[0].node.Addr()}
+			if i > 1 {
+				seeds = append(seeds, agents[rand.IntN(i)].node.Addr())
+			}
+			a.join(seeds)
+		}
+		go func() {
+			if a.waitDecommission(ctx) {
+				log.Info("demo node decommissioned: leaving", "node", a.node.ID())
+				a.shutdown(true)
+			}
+		}()
+	}
+	url := "http://" + agents[0].httpAddr() + "/"
+	fmt.Fprintf(stdout, `scuttlebutt demo: %d nodes on 127.0.0.1, %d service instances.
+
+  web page:  %s
+  try:       scuttlebutt members -addr %s
+             scuttlebutt services -addr %s
+             curl %sservices
+             scuttlebutt kv set -addr %s greeting hello
+             scuttlebutt decommission -addr %s node-02
+
+Ctrl-C stops the demo.
+`, *nodes, *instances, url, agents[0].httpAddr(), agents[0].httpAddr(), url, agents[0].httpAddr(), agents[0].httpAddr())
+
+	if *lively {
+		go demoLife(ctx, agents, records)
+	}
+	<-ctx.Done()
+	stop()
+	fmt.Fprintln(stdout, "stopping: every node leaves")
+	return exitOK
+}
+
+// demoRecords spreads instances over nodes: records[node][key] = value.
+func demoRecords(nodes, instances, services int) []map[string]string {
+	out := make([]map[string]string, nodes)
+	for i := range out {
+		out[i] = map[string]string{}
+	}
+	now := time.Now().Unix()
+	for i := range instances {
+		name := demoServiceName(i%services, services)
+		cid := fmt.Sprintf("%012x", 0xdec0000000+i)
+		r := docker.Record{
+			V: docker.RecordVersion, Service: name, Container: cid,
+			Name: fmt.Sprintf("%s-%d", name, i/services+1), Image: "demo/" + name + ":1.0",
+			Host: "127.0.0.1", Port: 20000 + i, Private: 8080, Proto: "tcp",
+			Health: docker.HealthHealthy, State: docker.StateRunning, Started: now,
+		}
+		if i%7 == 3 {
+			r.Health = docker.HealthNone
+		}
+		b, _ := json.Marshal(r)
+		key := docker.KeyPrefix + name + "/" + cid + "/8080/tcp"
+		out[i%nodes][key] = string(b)
+	}
+	return out
+}
+
+func demoServiceName(i, n int) string {
+	if n <= len(demoServices) {
+		return demoServices[i]
+	}
+	return "svc-" + strconv.Itoa(i)
+}
+
+// demoLife changes a load key every 2 s and flips the health of one
+// instance every 7 s.
+func demoLife(ctx context.Context, agents []*agent, records []map[string]string) {
+	load := time.NewTicker(2 * time.Second)
+	health := time.NewTicker(7 * time.Second)
+	defer load.Stop()
+	defer health.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-load.C:
+			a := agents[rand.IntN(len(agents))]
+			a.pub.UpdateLocal("load", strconv.FormatFloat(rand.Float64()*4, 'f', 2, 64))
+		case <-health.C:
+			i := rand.IntN(len(agents))
+			for k, v := range records[i] {
+				r, err := docker.DecodeRecord(v)
+				if err != nil {
+					continue
+				}
+				if r.Health == docker.HealthUnhealthy {
+					r.Health = docker.HealthHealthy
+				} else {
+					r.Health = docker.HealthUnhealthy
+				}
+				b, _ := json.Marshal(r)
+				records[i][k] = string(b)
+				if err := agents[i].pub.UpdateLocal(k, string(b)); err != nil && !errors.Is(err, scuttlebutt.ErrClosed) {
+					return
+				}
+				break
+			}
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/scuttlebutt-go/scuttlebutt"
+)
+
+// nodeCollector reads the node's counters and view of the cluster at each
+// scrape: nothing is counted twice and nothing goes stale.
+type nodeCollector struct {
+	s *server
+
+	rounds, packetsIn, packetsOut, bytesIn, bytesOut *prometheus.Desc
+	streamsIn, streamsOut, dropped                   *prometheus.Desc
+	maxPacket, nodes, keys, localKeys, phi           *prometheus.Desc
+	services, instances, decommissioned, info        *prometheus.Desc
+}
+
+func newNodeCollector(s *server) *nodeCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("scuttlebutt_"+name, help, labels, nil)
+	}
+	return &nodeCollector{
+		s:              s,
+		rounds:         d("gossip_rounds_total", "Gossip rounds run by this node."),
+		packetsIn:      d("packets_received_total", "Gossip datagrams received."),
+		packetsOut:     d("packets_sent_total", "Gossip datagrams sent."),
+		bytesIn:        d("bytes_received_total", "Bytes of gossip datagrams received."),
+		bytesOut:       d("bytes_sent_total", "Bytes of gossip datagrams sent."),
+		streamsIn:      d("streams_received_total", "Full-state exchanges over TCP accepted."),
+		streamsOut:     d("streams_sent_total", "Full-state exchanges over TCP initiated."),
+		dropped:        d("packets_dropped_total", "Datagrams dropped, by reason.", "reason"),
+		maxPacket:      d("max_packet_bytes", "Largest datagram sent, in bytes."),
+		nodes:          d("nodes", "Nodes known here, this one included, by status.", "status"),
+		keys:           d("keys", "Live keys held here, of every node."),
+		localKeys:      d("local_keys", "Live keys of this node."),
+		phi:            d("peer_phi", "Failure detector suspicion of each peer (dead above the threshold).", "peer"),
+		services:       d("services", "Services with at least one instance on a live node."),
+		instances:      d("service_instances", "Service instances on live nodes, by service and health.", "service", "health"),
+		decommissioned: d("decommissioned_nodes", "Node IDs decommissioned and not cleared."),
+		info:           d("node_info", "This node's ID and address (value 1).", "id", "addr"),
+	}
+}
+
+// Describe sends the descriptors of every metric.
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.rounds, c.packetsIn, c.packetsOut, c.bytesIn, c.bytesOut,
+		c.streamsIn, c.streamsOut, c.dropped, c.maxPacket, c.nodes, c.keys, c.localKeys, c.phi,
+		c.services, c.instances, c.decommissioned, c.info} {
+		ch <- d
+	}
+}
+
+// Collect reads the node's Stats and Nodes, and the services view.
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.s.node
+	st := n.Stats()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter(c.rounds, st.Rounds)
+	counter(c.packetsIn, st.PacketsIn)
+	counter(c.packetsOut, st.PacketsOut)
+	counter(c.bytesIn, st.BytesIn)
+	counter(c.bytesOut, st.BytesOut)
+	counter(c.streamsIn, st.StreamsIn)
+	counter(c.streamsOut, st.StreamsOut)
+	for reason, v := range st.Dropped {
+		counter(c.dropped, v, reason)
+	}
+	gauge(c.maxPacket, float64(st.MaxPacketBytes))
+
+	byStatus := map[string]int{}
+	for _, s := range []scuttlebutt.Status{scuttlebutt.StatusAlive, scuttlebutt.StatusDead, scuttlebutt.StatusLeft} {
+		byStatus[s.String()] = 0
+	}
+	keys := 0
+	for _, ni := range n.Nodes() {
+		byStatus[ni.Status.String()]++
+		keys += ni.Keys
+		if ni.Local {
+			gauge(c.localKeys, float64(ni.Keys))
+			gauge(c.info, 1, ni.ID, ni.Addr)
+		} else {
+			gauge(c.phi, ni.Phi, ni.ID)
+		}
+	}
+	for status, v := range byStatus {
+		gauge(c.nodes, float64(v), status)
+	}
+	gauge(c.keys, float64(keys))
+
+	snap := c.s.services.get()
+	gauge(c.services, float64(len(snap.names)))
+	for _, name := range snap.names {
+		by := map[string]int{}
+		for _, in := range snap.byName[name] {
+			by[in.Health]++
+		}
+		for health, v := range by {
+			gauge(c.instances, float64(v), name, health)
+		}
+	}
+	out := 0
+	for _, d := range c.s.decom.list() {
+		if !d.Cleared {
+			out++
+		}
+	}
+	gauge(c.decommissioned, float64(out))
+}
+
+// newMetricsHandler serves the node's metrics with the Go runtime's and the
+// process's, from a registry of its own (no global state).
+func newMetricsHandler(s *server) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newNodeCollector(s), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
