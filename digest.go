@@ -53,7 +53,8 @@ func (c *Core) newMark() uint64 {
 }
 
 // fillDigest appends digest entries to dst, at most budget bytes of them,
-// skipping nodes already marked with mark, and marking those it adds.
+// skipping nodes already marked with mark (this node's own entry is never
+// skipped), and marking those it adds.
 // It returns the entries and the bytes they take.
 func (c *Core) fillDigest(dst []digestEntry, budget int, mark uint64, echo *peerState) ([]digestEntry, int) {
 	used := 0
@@ -71,6 +72,9 @@ func (c *Core) fillDigest(dst []digestEntry, budget int, mark uint64, echo *peer
 		used += n
 		return true
 	}
+	// This node's own entry goes in always, even if the caller marked it
+	// (a Syn carried it): its heartbeat is news. Marks start at 1.
+	c.self.mark = 0
 	if !add(c.self) || echo != nil && !add(echo) {
 		return dst, used
 	}
@@ -94,8 +98,14 @@ func (c *Core) fillDigest(dst []digestEntry, budget int, mark uint64, echo *peer
 
 // compare sets what to do about one entry of a peer's digest: send it a
 // delta (we are ahead) or want one (we are behind or do not know the node).
+// Of this node's own state, the peer gets a delta if it is behind; we never
+// want our own state.
 func (c *Core) compare(e digestEntry) (req deltaRequest, send bool, want digestEntry, wanted bool) {
-	if e.ID == c.id || c.isRemoved(e) {
+	if e.ID == c.id {
+		req, send = c.deltaFor(c.self, e)
+		return req, send, want, false
+	}
+	if c.isRemoved(e) {
 		return req, false, want, false
 	}
 	p := c.peers[e.ID]

@@ -1,0 +1,365 @@
+package scuttlebutt
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestThreeWayExchangeRepairsBothSides(t *testing.T) {
+	a := newTestCore(t, "a", nil)
+	b := newTestCore(t, "b", nil)
+	joinCores(t, t0, a, b)
+	now := t0.Add(time.Second)
+	mustSet(t, a, now, "from-a", "1")
+	mustSet(t, b, now, "from-b", "2")
+
+	synAcks, acks := exchange(t, now, a, b)
+	if synAcks != 1 || acks != 1 {
+		t.Fatalf("exchange took %d SynAcks and %d Acks, want 1 and 1", synAcks, acks)
+	}
+	for _, c := range []*Core{a, b} {
+		for _, owner := range []*Core{a, b} {
+			want, _ := dumpOf(owner, owner.ID())
+			got, _ := dumpOf(c, owner.ID())
+			if d := cmp.Diff(want, got); d != "" {
+				t.Errorf("%s's view of %s after one exchange (-want +got):\n%s", c.ID(), owner.ID(), d)
+			}
+		}
+	}
+	if v, ok := b.Lookup("a", "from-a"); !ok || v != "1" {
+		t.Errorf("b: Lookup(a, from-a) = %q, %v", v, ok)
+	}
+	if v, ok := a.Lookup("b", "from-b"); !ok || v != "2" {
+		t.Errorf("a: Lookup(b, from-b) = %q, %v", v, ok)
+	}
+}
+
+// The Syn's receiver answers with its own deltas when the sender is
+// behind on it, whichever side opened the exchange.
+func TestSynAckCarriesResponderOwnState(t *testing.T) {
+	a := newTestCore(t, "a", nil)
+	b := newTestCore(t, "b", nil)
+	joinCores(t, t0, a, b)
+	mustSet(t, b, t0, "k", "v")
+	replies := step(t, t0, b, a, synTo(t, a, b))
+	if len(replies) != 1 {
+		t.Fatalf("%d replies to a Syn", len(replies))
+	}
+	m := decoded(t, replies[0])
+	if m.Type != msgSynAck {
+		t.Fatalf("reply is a %v", m.Type)
+	}
+	var found bool
+	for _, d := range m.Deltas {
+		for _, e := range d.Entries {
+			found = found || d.ID == "b" && e.Key == "k"
+		}
+	}
+	if !found {
+		t.Fatalf("b's SynAck does not carry b's new key: %+v", m.Deltas)
+	}
+	var self bool
+	for _, e := range m.Digest {
+		self = self || e.ID == "b"
+	}
+	if !self {
+		t.Errorf("b's SynAck digest leaves out b's own entry (its heartbeat): %+v", m.Digest)
+	}
+}
+
+func TestSetSameValueKeepsVersion(t *testing.T) {
+	c := newTestCore(t, "a", nil)
+	mustSet(t, c, t0, "k", "v")
+	before := c.self.maxVersion
+	mustSet(t, c, t0, "k", "v")
+	if c.self.maxVersion != before {
+		t.Fatalf("setting the current value bumped the version from %d to %d", before, c.self.maxVersion)
+	}
+	mustSet(t, c, t0, "k", "w")
+	if c.self.maxVersion != before+1 {
+		t.Fatalf("a new value took version %d, want %d", c.self.maxVersion, before+1)
+	}
+	mustDelete(t, c, t0, "k")
+	v := c.self.maxVersion
+	mustDelete(t, c, t0, "k")
+	mustDelete(t, c, t0, "never-set")
+	if c.self.maxVersion != v {
+		t.Fatalf("deleting a missing key bumped the version from %d to %d", v, c.self.maxVersion)
+	}
+	// Setting a deleted key to "" is a change: the key comes back.
+	mustSet(t, c, t0, "k", "")
+	if got, ok := c.Lookup("a", "k"); !ok || got != "" {
+		t.Fatalf("Lookup after re-set = %q, %v", got, ok)
+	}
+	checkInvariants(t, c.self)
+}
+
+func TestSetLimits(t *testing.T) {
+	c := newTestCore(t, "a", nil)
+	maxValue := MaxValueSize(c.cfg.MaxPacketSize)
+	tests := []struct {
+		name       string
+		key, value string
+		del        bool
+		want       error // sentinel, or nil for a *SizeError check
+		size       *SizeError
+	}{
+		{name: "empty key", key: "", value: "v", want: ErrEmptyKey},
+		{name: "empty key delete", key: "", del: true, want: ErrEmptyKey},
+		{name: "reserved", key: ReservedPrefix + "addr", value: "x", want: ErrReservedKey},
+		{name: "reserved delete", key: ReservedPrefix + "left", del: true, want: ErrReservedKey},
+		{name: "long key", key: strings.Repeat("k", MaxKeySize+1), value: "v",
+			size: &SizeError{What: "key", Size: MaxKeySize + 1, Limit: MaxKeySize}},
+		{name: "long key delete", key: strings.Repeat("k", MaxKeySize+1), del: true,
+			size: &SizeError{What: "key", Size: MaxKeySize + 1, Limit: MaxKeySize}},
+		{name: "long value", key: "k", value: strings.Repeat("v", maxValue+1),
+			size: &SizeError{What: "value", Size: maxValue + 1, Limit: maxValue}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before, _ := dumpOf(c, "a")
+			var err error
+			if tt.del {
+				err = c.Delete(t0, tt.key)
+			} else {
+				err = c.Set(t0, tt.key, tt.value)
+			}
+			switch {
+			case tt.want != nil:
+				if !errors.Is(err, tt.want) {
+					t.Fatalf("err = %v, want %v", err, tt.want)
+				}
+			default:
+				var se *SizeError
+				if !errors.As(err, &se) {
+					t.Fatalf("err = %v, want a *SizeError", err)
+				}
+				if *se != *tt.size {
+					t.Fatalf("SizeError = %+v, want %+v", *se, *tt.size)
+				}
+			}
+			after, _ := dumpOf(c, "a")
+			if d := cmp.Diff(before, after); d != "" {
+				t.Fatalf("a refused update changed the state (-before +after):\n%s", d)
+			}
+		})
+	}
+}
+
+// A key and a value at their limits, with IDs at theirs, still travel in
+// one datagram.
+func TestLargestEntrySpreads(t *testing.T) {
+	cluster := strings.Repeat("c", MaxIDSize)
+	tune := func(c *Config) { c.ClusterID = cluster }
+	a := newTestCore(t, strings.Repeat("a", MaxIDSize), tune)
+	b := newTestCore(t, strings.Repeat("b", MaxIDSize), tune)
+	joinCores(t, t0, a, b)
+	key := strings.Repeat("k", MaxKeySize)
+	value := strings.Repeat("v", MaxValueSize(a.cfg.MaxPacketSize))
+	mustSet(t, a, t0, key, value)
+	now := t0
+	for i := 0; i < 4; i++ {
+		now = now.Add(a.cfg.GossipInterval)
+		exchange(t, now, a, b)
+		exchange(t, now, b, a)
+		if got, ok := b.Lookup(a.ID(), key); ok && got == value {
+			break
+		}
+	}
+	if got, ok := b.Lookup(a.ID(), key); !ok || got != value {
+		t.Fatalf("the largest entry did not reach b (ok %v, %d bytes)", ok, len(got))
+	}
+	for _, c := range []*Core{a, b} {
+		if n := c.Stats().Dropped["oversize_out"]; n != 0 {
+			t.Errorf("%s: %d datagrams over MaxPacketSize", c.ID(), n)
+		}
+		if n := c.Stats().MaxPacketBytes; n > c.cfg.MaxPacketSize {
+			t.Errorf("%s: sent %d bytes, MaxPacketSize is %d", c.ID(), n, c.cfg.MaxPacketSize)
+		}
+	}
+}
+
+func TestOtherClusterRefused(t *testing.T) {
+	a := newTestCore(t, "a", nil)
+	b := newTestCore(t, "b", func(c *Config) { c.ClusterID = "other" })
+	mustSet(t, b, t0, "k", "v")
+	syn := synTo(t, b, a)
+	before, _ := dumpOf(a, "a")
+	err := a.Step(t0, addrOf(b), syn)
+	if !errors.Is(err, errCluster) {
+		t.Fatalf("Step of another cluster's Syn: err = %v", err)
+	}
+	if n := a.Stats().Dropped["other_cluster"]; n != 1 {
+		t.Fatalf("Dropped[other_cluster] = %d, want 1", n)
+	}
+	if rd := a.Ready(); len(rd.Messages)+len(rd.Events) != 0 {
+		t.Fatalf("a refused Syn produced %+v", rd)
+	}
+	if _, ok := a.NodeInfo("b", t0); ok {
+		t.Fatal("a learnt of b from another cluster")
+	}
+	after, _ := dumpOf(a, "a")
+	if d := cmp.Diff(before, after); d != "" {
+		t.Fatalf("state changed (-before +after):\n%s", d)
+	}
+
+	full, err := b.FullState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.StepFull(t0, full); !errors.Is(err, errCluster) {
+		t.Fatalf("StepFull of another cluster's state: err = %v", err)
+	}
+	if n := a.Stats().Dropped["stream_other_cluster"]; n != 1 {
+		t.Fatalf("Dropped[stream_other_cluster] = %d, want 1", n)
+	}
+	if len(a.Nodes(t0)) != 1 {
+		t.Fatalf("a knows %d nodes after a refused stream", len(a.Nodes(t0)))
+	}
+}
+
+// badDatagrams returns malformed datagrams, named, with the drop reason each
+// must be counted under. from is a valid Syn of node "b" of the default
+// cluster.
+func badDatagrams(t testing.TB, syn []byte) []struct {
+	name, reason string
+	data         []byte
+} {
+	t.Helper()
+	type bad = struct {
+		name, reason string
+		data         []byte
+	}
+	var out []bad
+	add := func(name, reason string, data []byte) { out = append(out, bad{name, reason, data}) }
+	add("empty", "malformed", nil)
+	add("garbage", "malformed", []byte("GET / HTTP/1.1\r\n\r\n"))
+	for n := 1; n < len(syn); n++ {
+		add("truncated", "", syn[:n]) // any reason, as long as it is counted
+	}
+	add("trailing byte", "malformed", append(bytes.Clone(syn), 0))
+	add("wrong magic", "bad_magic", rawMessage(t, 0x1234, protocolVersion, 1, "default", "b", 1))
+	add("wrong version", "bad_version", rawMessage(t, magic, 99, 1, "default", "b", 1))
+	add("wrong type", "bad_type", rawMessage(t, magic, protocolVersion, 9, "default", "b", 1))
+	add("full in a datagram", "bad_type", rawMessage(t, magic, protocolVersion, int(msgFull), "default", "b", 1))
+	add("from self", "from_self", rawMessage(t, magic, protocolVersion, 1, "default", "a", 1))
+	add("empty sender", "malformed", rawMessage(t, magic, protocolVersion, 1, "default", "", 1))
+	add("too large", "too_large", append(bytes.Clone(syn), make([]byte, 2000)...))
+	// Empty message arrays are the last three bytes; declare 2^32-1 digest
+	// entries instead.
+	empty := rawMessage(t, magic, protocolVersion, 1, "default", "b", 1)
+	huge := append(bytes.Clone(empty[:len(empty)-3]), 0xdd, 0xff, 0xff, 0xff, 0xff, 0x90, 0x90)
+	add("huge digest length", "malformed", huge)
+	hugeDeltas := append(bytes.Clone(empty[:len(empty)-1]), 0xdd, 0xff, 0xff, 0xff, 0xf0)
+	add("huge deltas length", "malformed", hugeDeltas)
+	// A sender ID declared 4 GiB long.
+	i := bytes.Index(empty, []byte("\xa1b"))
+	hugeStr := append(append(bytes.Clone(empty[:i]), 0xdb, 0xff, 0xff, 0xff, 0xff, 'b'), empty[i+2:]...)
+	add("huge string length", "malformed", hugeStr)
+	// A sender ID longer than MaxIDSize.
+	longID := rawMessage(t, magic, protocolVersion, 1, "default", strings.Repeat("b", MaxIDSize+1), 1)
+	add("long sender ID", "malformed", longID)
+	return out
+}
+
+// rawMessage encodes a message with the given header fields and empty
+// arrays, bypassing the checks of message.encode.
+func rawMessage(t testing.TB, mg, version, typ int, cluster, from string, gen uint64) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	m := message{Type: msgType(typ), Cluster: cluster, From: from, Gen: gen}
+	b, err := m.encode(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Patch magic and version: both are the first two uints after the
+	// array header, 0xcd 0x53 0x42 and 0x01.
+	if b[1] != 0xcd || b[4] != protocolVersion {
+		t.Fatalf("unexpected header % x", b[:5])
+	}
+	out := []byte{b[0], 0xcd, byte(mg >> 8), byte(mg)}
+	out = append(out, byte(version)) // fixint: the tests use versions < 128
+	return append(out, b[5:]...)
+}
+
+func TestBadDatagramsDroppedAndCounted(t *testing.T) {
+	a := newTestCore(t, "a", nil)
+	b := newTestCore(t, "b", nil)
+	joinCores(t, t0, a, b)
+	mustSet(t, a, t0, "k", "v")
+	mustSet(t, b, t0, "k", "w")
+	exchange(t, t0, b, a)
+	syn := synTo(t, b, a)
+	if err := a.Step(t0, addrOf(b), syn); err != nil {
+		t.Fatalf("the valid Syn is refused: %v", err)
+	}
+	a.Ready()
+
+	for _, bad := range badDatagrams(t, syn) {
+		beforeA, _ := dumpOf(a, "a")
+		beforeB, _ := dumpOf(a, "b")
+		stats := a.Stats()
+		err := a.Step(t0, addrOf(b), bad.data)
+		if err == nil {
+			t.Errorf("%s (% x): accepted", bad.name, bad.data)
+			continue
+		}
+		if bad.reason != "" && dropReason(err) != bad.reason {
+			t.Errorf("%s: dropped as %q (%v), want %q", bad.name, dropReason(err), err, bad.reason)
+		}
+		after := a.Stats()
+		if got := after.Dropped[dropReason(err)] - stats.Dropped[dropReason(err)]; got != 1 {
+			t.Errorf("%s: counted %d times under %q", bad.name, got, dropReason(err))
+		}
+		if rd := a.Ready(); len(rd.Messages)+len(rd.Events) != 0 {
+			t.Errorf("%s: produced %d messages and %d events", bad.name, len(rd.Messages), len(rd.Events))
+		}
+		afterA, _ := dumpOf(a, "a")
+		afterB, _ := dumpOf(a, "b")
+		if d := cmp.Diff(beforeA, afterA) + cmp.Diff(beforeB, afterB); d != "" {
+			t.Errorf("%s: state changed:\n%s", bad.name, d)
+		}
+		if len(a.Nodes(t0)) != 2 {
+			t.Errorf("%s: a knows %d nodes", bad.name, len(a.Nodes(t0)))
+		}
+	}
+}
+
+func TestBadStreamsDroppedAndCounted(t *testing.T) {
+	a := newTestCore(t, "a", nil)
+	b := newTestCore(t, "b", nil)
+	mustSet(t, b, t0, "k", "w")
+	full, err := b.FullState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string][]byte{
+		"syn on a stream": synTo(t, b, a),
+		"truncated":       full[:len(full)-1],
+		"trailing":        append(bytes.Clone(full), 0xc0),
+		"garbage":         []byte{0xff, 0xff, 0xff},
+	}
+	for name, data := range cases {
+		if _, err := a.StepFull(t0, data); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		if len(a.Nodes(t0)) != 1 {
+			t.Fatalf("%s: a learnt of b", name)
+		}
+	}
+	s := a.Stats()
+	if s.Dropped["stream_bad_type"] != 1 || s.Dropped["stream_malformed"] != 3 {
+		t.Fatalf("Dropped = %v", s.Dropped)
+	}
+	if id, err := a.StepFull(t0, full); err != nil || id != "b" {
+		t.Fatalf("the valid stream: %q, %v", id, err)
+	}
+	if v, ok := a.Lookup("b", "k"); !ok || v != "w" {
+		t.Fatalf("Lookup(b, k) = %q, %v", v, ok)
+	}
+}
