@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sort"
+	"strings"
 	"time"
 
 	"github.com/scuttlebutt-go/scuttlebutt/failure"
@@ -42,7 +42,7 @@ type Core struct {
 	rng      *rand.Rand
 	self     *peerState
 	peers    map[string]*peerState // every known node, this one included
-	order    []string              // IDs of peers, sorted: the digest rotation
+	order    []*peerState          // peers sorted by ID: the digest rotation
 	cursor   int
 	recent   []recentChange
 	mark     uint64
@@ -55,6 +55,8 @@ type Core struct {
 
 	leaving   uint64          // version of keyLeft once Leave began
 	leaveAcks map[string]bool // peers that hold it
+
+	live, dead []string // scratch of targets
 
 	out    []Outgoing
 	events []Event
@@ -139,10 +141,11 @@ func (c *Core) addPeer(now time.Time, id string, gen uint64) *peerState {
 	p := newPeerState(id, gen)
 	p.since, p.lastHeard = now, now
 	c.peers[id] = p
-	i := sort.SearchStrings(c.order, id)
-	c.order = slices.Insert(c.order, i, id)
+	i, _ := slices.BinarySearchFunc(c.order, id, byID)
+	c.order = slices.Insert(c.order, i, p)
 	if id != c.id {
 		c.detector.Heartbeat(id, now)
+		p.deadline = c.deadline(id)
 		c.noteChange(id)
 	}
 	return p
@@ -150,11 +153,13 @@ func (c *Core) addPeer(now time.Time, id string, gen uint64) *peerState {
 
 func (c *Core) removePeer(id string) {
 	delete(c.peers, id)
-	if i := sort.SearchStrings(c.order, id); i < len(c.order) && c.order[i] == id {
+	if i, ok := slices.BinarySearchFunc(c.order, id, byID); ok {
 		c.order = slices.Delete(c.order, i, i+1)
 	}
 	c.detector.Forget(id)
 }
+
+func byID(p *peerState, id string) int { return strings.Compare(p.id, id) }
 
 func (c *Core) isRemoved(e digestEntry) bool {
 	r, ok := c.removed[e.ID]
@@ -245,8 +250,8 @@ func (c *Core) Tick(now time.Time) {
 	c.judge(now)
 	if now.Sub(c.lastGC) >= gcEvery {
 		c.lastGC = now
-		for _, id := range c.order {
-			c.peers[id].collect(now, c.cfg.TombstoneTTL)
+		for _, p := range c.order {
+			p.collect(now, c.cfg.TombstoneTTL)
 		}
 		for id, r := range c.removed {
 			if now.After(r.until) {
@@ -266,9 +271,9 @@ func (c *Core) Tick(now time.Time) {
 // the seeds when no peer is alive, else one seed with probability
 // 1/(live+1).
 func (c *Core) targets() []string {
-	var live, dead []string
-	for _, id := range c.order {
-		p := c.peers[id]
+	live, dead := c.live[:0], c.dead[:0]
+	defer func() { c.live, c.dead = live[:0], dead[:0] }()
+	for _, p := range c.order {
 		if p == c.self || p.addr == "" {
 			continue
 		}
@@ -284,7 +289,7 @@ func (c *Core) targets() []string {
 		j := i + c.rng.IntN(len(live)-i)
 		live[i], live[j] = live[j], live[i]
 	}
-	out := live[:n]
+	out := slices.Clone(live[:n])
 	if len(dead) > 0 && c.rng.Float64() < float64(len(dead))/float64(len(live)+1) {
 		out = append(out, dead[c.rng.IntN(len(dead))])
 	}
@@ -307,19 +312,25 @@ func (c *Core) targets() []string {
 // threshold; dead or left to removed after RemoveAfter.
 func (c *Core) judge(now time.Time) {
 	var gone []string
-	for _, id := range c.order {
-		p := c.peers[id]
+	for _, p := range c.order {
 		if p == c.self {
 			continue
 		}
 		switch p.status {
 		case StatusAlive:
-			if c.detector.Suspect(id, now) {
-				c.setStatus(now, p, StatusDead)
+			// The deadline is a lower bound of the time phi passes the
+			// threshold, renewed at each heartbeat: most peers are
+			// judged by one comparison.
+			if now.After(p.deadline) {
+				if c.detector.Suspect(p.id, now) {
+					c.setStatus(now, p, StatusDead)
+				} else {
+					p.deadline = c.deadline(p.id)
+				}
 			}
 		case StatusDead, StatusLeft:
 			if now.Sub(p.since) >= c.cfg.RemoveAfter {
-				gone = append(gone, id)
+				gone = append(gone, p.id)
 			}
 		}
 	}
@@ -335,6 +346,18 @@ func (c *Core) judge(now time.Time) {
 		c.removePeer(id)
 	}
 }
+
+// deadline returns the time after which the detector may suspect a peer,
+// if no heartbeat comes first; never for a peer it has not heard.
+func (c *Core) deadline(id string) time.Time {
+	if d, ok := c.detector.Deadline(id); ok {
+		return d
+	}
+	return maxTime
+}
+
+// maxTime is later than any time a Core sees.
+var maxTime = time.Unix(1<<62, 0)
 
 // statusOf is the status a peer's state implies once it is heard from.
 func (c *Core) statusOf(p *peerState) Status {
@@ -369,19 +392,24 @@ func (c *Core) setStatus(now time.Time, p *peerState, to Status) {
 // observe takes the heartbeat of a digest entry: a higher heartbeat of the
 // generation held here is news of life, from the node or through others.
 func (c *Core) observe(now time.Time, from string, e *digestEntry) {
+	c.observePeer(now, from, e, c.peers[e.ID])
+}
+
+// observePeer is observe with the entry's node already looked up.
+func (c *Core) observePeer(now time.Time, from string, e *digestEntry, p *peerState) {
 	if e.ID == c.id {
 		if c.leaving != 0 && e.Gen == c.self.gen && e.MaxVersion >= c.leaving {
 			c.leaveAcks[from] = true
 		}
 		return
 	}
-	p := c.peers[e.ID]
 	if p == nil || e.Gen != p.gen || e.Heartbeat <= p.heartbeat {
 		return
 	}
 	p.heartbeat = e.Heartbeat
 	p.lastHeard = now
 	c.detector.Heartbeat(e.ID, now)
+	p.deadline = c.deadline(e.ID)
 	if p.status == StatusDead {
 		c.setStatus(now, p, c.statusOf(p))
 	}
@@ -429,11 +457,12 @@ func (c *Core) onSyn(now time.Time, addr string, m *message) {
 	mark := c.newMark()
 	for i := range m.Digest {
 		e := &m.Digest[i]
-		c.observe(now, m.From, e)
-		if p := c.peers[e.ID]; p != nil && e.ID != m.From {
+		p := c.peers[e.ID]
+		c.observePeer(now, m.From, e, p)
+		if p != nil && e.ID != m.From {
 			p.mark = mark // the sender has it: no need to tell it ours
 		}
-		if r, send, w, want := c.compare(*e); send {
+		if r, send, w, want := c.comparePeer(*e, p); send {
 			reqs = append(reqs, r)
 		} else if want {
 			wants = append(wants, w)
@@ -489,8 +518,9 @@ func (c *Core) onSynAck(now time.Time, addr string, m *message) {
 	reqs := c.wantedBy(nil, m.Wants)
 	for i := range m.Digest {
 		e := &m.Digest[i]
-		c.observe(now, m.From, e)
-		if r, send, w, want := c.compare(*e); send {
+		p := c.peers[e.ID]
+		c.observePeer(now, m.From, e, p)
+		if r, send, w, want := c.comparePeer(*e, p); send {
 			if !slices.ContainsFunc(reqs, func(q deltaRequest) bool { return q.p == r.p }) {
 				reqs = append(reqs, r)
 			}
@@ -548,8 +578,7 @@ func (c *Core) send(addr string, m *message) {
 // a joining node, or a joining node's own state.
 func (c *Core) FullState() ([]byte, error) {
 	m := message{Type: msgFull, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
-	for _, id := range c.order {
-		p := c.peers[id]
+	for _, p := range c.order {
 		m.Digest = append(m.Digest, p.digest())
 		d := nodeDelta{ID: p.id, Gen: p.gen, Reset: true, MaxVersion: p.maxVersion, LastGC: p.lastGC}
 		for _, e := range p.byVersion {

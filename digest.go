@@ -8,7 +8,8 @@ package scuttlebutt
 //  1. the sender itself (its heartbeat and version, always), and in a
 //     SynAck the Syn's sender as held here, so it learns what we hold of it;
 //  2. nodes whose state changed here in the last hotRounds rounds, newest
-//     first: what is spreading now is compared first;
+//     first, in at most half of the space left: what is spreading now is
+//     compared first;
 //  3. the rest in rotation: a cursor walks all known nodes in ID order, so
 //     every node's entry is carried regularly (heartbeats reach the failure
 //     detector, and any difference left is eventually found).
@@ -58,13 +59,14 @@ func (c *Core) newMark() uint64 {
 // It returns the entries and the bytes they take.
 func (c *Core) fillDigest(dst []digestEntry, budget int, mark uint64, echo *peerState) ([]digestEntry, int) {
 	used := 0
+	limit := budget
 	add := func(p *peerState) bool {
 		if p.mark == mark {
 			return true
 		}
 		e := p.digest()
 		n := e.size()
-		if used+n > budget {
+		if used+n > limit {
 			return false
 		}
 		p.mark = mark
@@ -78,17 +80,22 @@ func (c *Core) fillDigest(dst []digestEntry, budget int, mark uint64, echo *peer
 	if !add(c.self) || echo != nil && !add(echo) {
 		return dst, used
 	}
+	// Recent changes take at most half of what is left, so that the
+	// rotation always advances: it carries the heartbeats of the quiet
+	// nodes, and a burst of changes (a join of many nodes) must not starve
+	// their failure detectors.
+	limit = used + (budget-used)/2
 	for i := len(c.recent) - 1; i >= 0; i-- {
 		if p := c.peers[c.recent[i].id]; p != nil && !add(p) {
-			return dst, used
+			break
 		}
 	}
+	limit = budget
 	for range len(c.order) {
 		if c.cursor >= len(c.order) {
 			c.cursor = 0
 		}
-		p := c.peers[c.order[c.cursor]]
-		if !add(p) {
+		if !add(c.order[c.cursor]) {
 			return dst, used
 		}
 		c.cursor++
@@ -101,6 +108,12 @@ func (c *Core) fillDigest(dst []digestEntry, budget int, mark uint64, echo *peer
 // Of this node's own state, the peer gets a delta if it is behind; we never
 // want our own state.
 func (c *Core) compare(e digestEntry) (req deltaRequest, send bool, want digestEntry, wanted bool) {
+	return c.comparePeer(e, c.peers[e.ID])
+}
+
+// comparePeer is compare with the entry's node already looked up (nil if
+// unknown): a thousand-node digest costs one map lookup per entry.
+func (c *Core) comparePeer(e digestEntry, p *peerState) (req deltaRequest, send bool, want digestEntry, wanted bool) {
 	if e.ID == c.id {
 		req, send = c.deltaFor(c.self, e)
 		return req, send, want, false
@@ -108,7 +121,6 @@ func (c *Core) compare(e digestEntry) (req deltaRequest, send bool, want digestE
 	if c.isRemoved(e) {
 		return req, false, want, false
 	}
-	p := c.peers[e.ID]
 	if p == nil {
 		return req, false, digestEntry{ID: e.ID}, true
 	}

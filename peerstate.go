@@ -46,6 +46,7 @@ type peerState struct {
 	status    Status
 	since     time.Time // when status last changed
 	lastHeard time.Time // when the heartbeat last advanced
+	deadline  time.Time // before it, the detector cannot suspect this peer
 }
 
 func newPeerState(id string, gen uint64) *peerState {

@@ -27,8 +27,8 @@ func (c *Core) State(nodeID string) (map[string]string, bool) {
 // Nodes lists the nodes known here, this one included, sorted by ID.
 func (c *Core) Nodes(now time.Time) []NodeInfo {
 	out := make([]NodeInfo, 0, len(c.order))
-	for _, id := range c.order {
-		out = append(out, c.info(c.peers[id], now))
+	for _, p := range c.order {
+		out = append(out, c.info(p, now))
 	}
 	return out
 }
@@ -57,7 +57,7 @@ func (c *Core) info(p *peerState, now time.Time) NodeInfo {
 // Live returns how many other nodes are alive.
 func (c *Core) Live() int {
 	n := 0
-	for _, p := range c.peers {
+	for _, p := range c.order {
 		if p != c.self && p.status == StatusAlive {
 			n++
 		}

@@ -334,6 +334,24 @@ func (d *Detector) Suspect(peerID string, now time.Time) bool {
 	return t/(d.meanNs(p)*ln10) > d.cfg.Threshold
 }
 
+// Deadline returns the time after which Suspect(peer, t) holds, if no
+// heartbeat of peer arrives and no local pause is detected in between: the
+// last arrival plus the silence that convicts. Both a heartbeat and the
+// pause guard can only move it; a caller that judges many peers each round
+// may skip Suspect until a peer's deadline passes, and ask again after each
+// Heartbeat. ok is false for an unknown peer.
+func (d *Detector) Deadline(peerID string) (deadline time.Time, ok bool) {
+	p, ok := d.peers[peerID]
+	if !ok {
+		return time.Time{}, false
+	}
+	bound := d.cfg.Threshold * ln10 * d.meanNs(p)
+	if len(p.samples) < d.cfg.MinSamples {
+		bound = max(bound, d.priorBound)
+	}
+	return d.base.Add(time.Duration(p.last) + time.Duration(bound)), true
+}
+
 // Tick is to be called once per local round, before the round's heartbeats
 // are passed to Heartbeat. It implements the local-pause guard: when more
 // than PauseThreshold has passed since the previous Tick, the detecting

@@ -464,3 +464,34 @@ func BenchmarkMemory(b *testing.B) {
 	}
 	b.ReportMetric(perPeer, "B/peer")
 }
+
+// Deadline is when Suspect turns true: false at the deadline, true just
+// after, for a new peer (judged by the prior) and a peer with samples.
+func TestDeadline(t *testing.T) {
+	d := New(Config{})
+	t0 := time.Unix(1000, 0)
+	if _, ok := d.Deadline("p"); ok {
+		t.Fatal("Deadline of an unknown peer")
+	}
+	d.Heartbeat("p", t0)
+	dl, ok := d.Deadline("p")
+	if !ok || d.Suspect("p", dl) || !d.Suspect("p", dl.Add(time.Microsecond)) {
+		t.Fatalf("new peer: deadline %v after the arrival, Suspect at it %v, just after %v",
+			dl.Sub(t0), d.Suspect("p", dl), d.Suspect("p", dl.Add(time.Microsecond)))
+	}
+	now := t0
+	for range 10 {
+		now = now.Add(time.Second)
+		d.Heartbeat("p", now)
+	}
+	dl, _ = d.Deadline("p")
+	// mean = (10 s + 2 s prior) / 12 = 1 s: phi passes 8 after 8 ln10 s.
+	bound := 8 * math.Ln10 * float64(time.Second)
+	want := now.Add(time.Duration(bound))
+	if diff := dl.Sub(want); diff < -time.Microsecond || diff > time.Microsecond {
+		t.Fatalf("deadline %v, want %v", dl.Sub(now), want.Sub(now))
+	}
+	if d.Suspect("p", dl.Add(-time.Millisecond)) || !d.Suspect("p", dl.Add(time.Millisecond)) {
+		t.Fatal("Suspect disagrees with Deadline")
+	}
+}

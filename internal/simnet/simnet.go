@@ -164,6 +164,43 @@ func (n *Network) Join(nd, seed *Node) bool {
 	return true
 }
 
+// Bootstrap makes every up node know every other at once, as a cluster
+// that has run for a while: the first node takes every node's full state,
+// then every node takes the first's. It spares a test of a thousand nodes
+// the rounds a cold start needs.
+func (n *Network) Bootstrap() {
+	var up []*Node
+	for _, nd := range n.Nodes {
+		if nd.Up {
+			up = append(up, nd)
+		}
+	}
+	if len(up) < 2 {
+		return
+	}
+	hub := up[0]
+	for _, nd := range up[1:] {
+		state, err := nd.Core.FullState()
+		if err != nil {
+			panic(err)
+		}
+		if _, err := hub.Core.StepFull(n.Now, state); err != nil {
+			panic(err)
+		}
+	}
+	state, err := hub.Core.FullState()
+	if err != nil {
+		panic(err)
+	}
+	for _, nd := range up[1:] {
+		if _, err := nd.Core.StepFull(n.Now, state); err != nil {
+			panic(err)
+		}
+		n.flush(nd)
+	}
+	n.flush(hub)
+}
+
 // Do runs f on a node's core at the current time (a local update) and
 // sends what it produced.
 func (n *Network) Do(nd *Node, f func(c *scuttlebutt.Core)) {

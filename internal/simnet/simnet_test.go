@@ -56,6 +56,19 @@ func behind(nodes []*Node) string {
 	return ""
 }
 
+// spread returns the first up node that does not hold owner's latest
+// generation and version, or "".
+func spread(nodes []*Node, owner *Node) string {
+	id := owner.Core.ID()
+	g, v, _ := owner.Core.Version(id)
+	for _, nd := range nodes {
+		if g2, v2, _ := nd.Core.Version(id); nd.Up && (g2 != g || v2 != v) {
+			return fmt.Sprintf("%s holds %s at generation %d version %d, not %d %d", nd.Core.ID(), id, g2, v2, g, v)
+		}
+	}
+	return ""
+}
+
 // diverged returns the first difference between what the up nodes hold of
 // each other and what each holds of itself, or "".
 func diverged(nodes []*Node) string {
@@ -101,3 +114,5 @@ func TestSmallClusterConverges(t *testing.T) {
 		t.Fatalf("%d datagrams over MaxPacketSize", net.Oversize)
 	}
 }
+
+func nodeID(i int) string { return fmt.Sprintf("node-%d", i) }
