@@ -40,6 +40,9 @@ type Node struct {
 	Events []scuttlebutt.Event
 	// BytesOut and PacketsOut count what this node sent.
 	BytesOut, PacketsOut uint64
+	// Loss is the probability that a datagram from or to this node is lost,
+	// on top of the network's: a node on a bad link.
+	Loss float64
 }
 
 // Network is the simulated network and its clock.
@@ -115,6 +118,19 @@ func (n *Network) interval(nd *Node) time.Duration {
 
 // Crash stops a node without a word: it neither sends nor receives.
 func (n *Network) Crash(nd *Node) { nd.Up = false; nd.gen++ }
+
+// Resume starts a crashed node again with its core as it was, as a
+// process that was stopped (SIGSTOP, a long pause, a suspended VM) and
+// continues: it ticks at once and receives again; what was sent to it
+// meanwhile is lost.
+func (n *Network) Resume(nd *Node) {
+	if nd.Up {
+		return
+	}
+	nd.Up = true
+	nd.gen++
+	n.push(&item{at: n.Now, node: nd, tick: true, gen: nd.gen})
+}
 
 // Restart starts a crashed node again with the same ID and a new
 // generation (the current virtual time).
@@ -273,7 +289,7 @@ func (n *Network) flush(nd *Node) {
 			n.Oversize++
 		}
 		to := n.byAddr[m.To]
-		if to == nil || n.group[nd.Addr] != n.group[m.To] || n.rng.Float64() < n.opts.Loss {
+		if to == nil || n.group[nd.Addr] != n.group[m.To] || n.rng.Float64() < n.opts.Loss || n.lost(nd, to) {
 			n.Dropped++
 			continue
 		}
@@ -284,6 +300,14 @@ func (n *Network) flush(nd *Node) {
 		n.Delivered++
 		n.push(&item{at: n.Now.Add(delay), node: to, from: nd.Addr, data: m.Data})
 	}
+}
+
+// lost draws the loss of a datagram on the links of its two ends; it
+// draws nothing when neither end has a loss of its own, so that setting
+// one node's Loss does not change the rest of a seeded run.
+func (n *Network) lost(from, to *Node) bool {
+	p := 1 - (1-from.Loss)*(1-to.Loss)
+	return p > 0 && n.rng.Float64() < p
 }
 
 func (n *Network) push(it *item) {
