@@ -12,6 +12,7 @@ type NodeInfo struct {
 	Status     Status    `json:"status"`
 	LastHeard  time.Time `json:"last_heard"` // when its heartbeat last advanced here
 	Keys       int       `json:"keys"`       // live keys held here
+	Tombstones int       `json:"tombstones"` // deleted keys not yet collected
 	Phi        float64   `json:"phi"`        // failure detector's suspicion now
 	Local      bool      `json:"local"`      // this node itself
 }

@@ -46,7 +46,7 @@ func (c *Core) info(p *peerState, now time.Time) NodeInfo {
 	ni := NodeInfo{
 		ID: p.id, Addr: p.addr, Generation: p.gen, Version: p.maxVersion,
 		Heartbeat: p.heartbeat, Status: p.status, LastHeard: p.lastHeard,
-		Keys: p.live, Local: p == c.self,
+		Keys: p.live, Tombstones: p.tombstones, Local: p == c.self,
 	}
 	if p != c.self {
 		ni.Phi = c.detector.Phi(p.id, now)
