@@ -211,14 +211,15 @@ func (w *writer) digest(es []digestEntry) {
 
 // decodeMessage decodes one message of at most limit bytes. It never
 // panics and never allocates more than the input could hold: every declared
-// length is checked against the bytes left. cluster, if not empty, must match.
+// length is checked against the bytes left, and slices grow with the
+// elements actually decoded. cluster, if not empty, must match.
 func decodeMessage(b []byte, limit int, cluster string) (*message, error) {
 	if len(b) > limit {
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", errTooLarge, len(b), limit)
 	}
 	r := &reader{in: b, r: bytes.NewReader(b)}
 	r.d = msgpack.NewDecoder(r.r)
-	if n := r.array(); r.err != nil || n != messageFields {
+	if n := r.array(1); r.err != nil || n != messageFields {
 		return nil, fmt.Errorf("%w: not a message", errTruncated)
 	}
 	if v := r.uint(); r.err != nil || v != magic {
@@ -241,13 +242,13 @@ func decodeMessage(b []byte, limit int, cluster string) (*message, error) {
 	m.Gen = r.uint()
 	m.Digest = r.digest()
 	m.Wants = r.digest()
-	n := r.array()
+	n := r.array(minDeltaSize)
 	if n > 0 {
-		m.Deltas = make([]nodeDelta, 0, n)
+		m.Deltas = make([]nodeDelta, 0, min(n, maxPrealloc))
 	}
 	for i := 0; i < n && r.err == nil; i++ {
 		var d nodeDelta
-		if r.array() != 7 {
+		if r.array(1) != 7 {
 			r.fail()
 		}
 		d.ID = r.str(MaxIDSize)
@@ -256,12 +257,12 @@ func decodeMessage(b []byte, limit int, cluster string) (*message, error) {
 		d.FromVersion = r.uint()
 		d.MaxVersion = r.uint()
 		d.LastGC = r.uint()
-		k := r.array()
+		k := r.array(minEntrySize)
 		if k > 0 {
-			d.Entries = make([]wireEntry, 0, k)
+			d.Entries = make([]wireEntry, 0, min(k, maxPrealloc))
 		}
 		for j := 0; j < k && r.err == nil; j++ {
-			if r.array() != 4 {
+			if r.array(1) != 4 {
 				r.fail()
 			}
 			e := wireEntry{Key: r.str(MaxKeySize + len(ReservedPrefix)), Value: r.str(limit)}
@@ -298,14 +299,26 @@ func (r *reader) fail() {
 	}
 }
 
-// array reads an array header; nil counts as empty. A length larger than
-// the bytes left (each element takes at least one) is an error.
-func (r *reader) array() int {
+// The fewest bytes an element of each array takes (an array header and one
+// byte per field), and the most elements allocated ahead of decoding them:
+// a declared length is a claim, and a stream may be megabytes long, while a
+// decoded element takes ten times its smallest encoding.
+const (
+	minDigestEntrySize = 6
+	minDeltaSize       = 8
+	minEntrySize       = 5
+	maxPrealloc        = 64
+)
+
+// array reads an array header of elements of at least minSize bytes each;
+// nil counts as empty. A length whose elements cannot fit in the bytes
+// left is an error.
+func (r *reader) array(minSize int) int {
 	if r.err != nil {
 		return 0
 	}
 	n, err := r.d.DecodeArrayLen()
-	if err != nil || n > r.r.Len() {
+	if err != nil || n > r.r.Len()/minSize {
 		r.fail()
 		return 0
 	}
@@ -358,13 +371,13 @@ func (r *reader) str(limit int) string {
 }
 
 func (r *reader) digest() []digestEntry {
-	n := r.array()
+	n := r.array(minDigestEntrySize)
 	if n == 0 {
 		return nil
 	}
-	es := make([]digestEntry, 0, n)
+	es := make([]digestEntry, 0, min(n, maxPrealloc))
 	for i := 0; i < n && r.err == nil; i++ {
-		if r.array() != 5 {
+		if r.array(1) != 5 {
 			r.fail()
 		}
 		e := digestEntry{ID: r.str(MaxIDSize)}
