@@ -260,10 +260,11 @@ func (c *Core) Tick(now time.Time) {
 		}
 	}
 	c.pruneRecent()
-	c.pulls = c.pulls[:0:0]
 	for _, to := range c.targets() {
 		c.sendSyn(to)
 	}
+	// The wants gathered since the last round went out with these Syns.
+	c.pulls = c.pulls[:0:0]
 }
 
 // targets picks this round's peers: Fanout random live ones; one dead one

@@ -3,6 +3,7 @@ package scuttlebutt
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -361,5 +362,41 @@ func TestBadStreamsDroppedAndCounted(t *testing.T) {
 	}
 	if v, ok := a.Lookup("b", "k"); !ok || v != "w" {
 		t.Fatalf("Lookup(b, k) = %q, %v", v, ok)
+	}
+}
+
+// A node that learns from a SynAck's digest that it lacks a node asks for
+// it in its next Syn.
+func TestSynCarriesWantsFromSynAck(t *testing.T) {
+	a := newTestCore(t, "a", nil)
+	b := newTestCore(t, "b", nil)
+	c := newTestCore(t, "c", nil)
+	joinCores(t, t0, a, b)
+	joinCores(t, t0, b, c) // a does not know c
+	mustSet(t, c, t0, "k", "v")
+	exchange(t, t0, c, b)
+	// a's Syn does not mention c, so b's SynAck carries no delta of c, only
+	// c's digest entry.
+	sa := step(t, t0, b, a, synTo(t, a, b))
+	if len(sa) != 1 {
+		t.Fatalf("%d SynAcks", len(sa))
+	}
+	step(t, t0, a, b, sa[0])
+	if _, ok := a.NodeInfo("c", t0); ok {
+		t.Skip("b's SynAck already carried c's state")
+	}
+	now := t0.Add(a.cfg.GossipInterval)
+	a.Tick(now)
+	var wants []string
+	for _, m := range a.Ready().Messages {
+		if m.To != addrOf(b) {
+			continue
+		}
+		for _, w := range decoded(t, m.Data).Wants {
+			wants = append(wants, w.ID)
+		}
+	}
+	if !slices.Contains(wants, "c") {
+		t.Fatalf("a's next Syn to b wants %q, not c", wants)
 	}
 }
