@@ -271,11 +271,10 @@ Flags:
 
 // runAgent is `scuttlebutt agent`.
 func runAgent(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	var c agentConfig
+	fs := newAgentFlagSet(&c)
 	fs.SetOutput(stderr)
 	fs.Usage = agentUsage(fs)
-	var c agentConfig
-	c.register(fs)
 	rest, err := parseFlags(fs, args, os.Getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK

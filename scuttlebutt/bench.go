@@ -86,7 +86,6 @@ type loadResult struct {
 	conc           int
 	gzip           bool
 	firstErr       error
-	statusMismatch int
 	responseBytes  int64
 }
 

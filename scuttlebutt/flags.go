@@ -102,6 +102,14 @@ type dockerFlags struct {
 	container bool
 }
 
+// newAgentFlagSet returns the flags of `scuttlebutt agent`, bound to c.
+func newAgentFlagSet(c *agentConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.register(fs)
+	return fs
+}
+
 func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.Var(&c.join, "join", "`host:port` of a node to join through; repeatable or comma-separated (port "+defaultGossipPort+" when absent). Empty: wait for others to join this node")
 	fs.StringVar(&c.bind, "bind", "0.0.0.0:"+defaultGossipPort, "UDP and TCP `address` to gossip on; port 0 picks a free port")
