@@ -440,7 +440,7 @@ func TestHigherGenerationReplacesState(t *testing.T) {
 		t.Fatalf("after a new generation (-want +got):\n%s", diff)
 	}
 	var deleted, updated []string
-	for _, e := range r.Ready().Events {
+	for _, e := range takeEvents(r) {
 		switch e.Kind {
 		case EventDelete:
 			deleted = append(deleted, e.Key)
@@ -496,5 +496,259 @@ func TestRestartedNodeIsAdopted(t *testing.T) {
 	}
 	if _, ok := b.Lookup("a", "k0"); ok {
 		t.Fatal("the old generation's key survived")
+	}
+}
+
+// ttl is the tombstone TTL of the tests of garbage collection.
+const ttl = time.Minute
+
+func withTTL(c *Config) { c.TombstoneTTL = ttl }
+
+// collectAt ticks c at now, so that it collects tombstones, and discards
+// what it sent.
+func collectAt(c *Core, now time.Time) {
+	c.Tick(now)
+	c.Ready()
+}
+
+func TestTombstoneSpreadsAndIsCollected(t *testing.T) {
+	a := newTestCore(t, "a", withTTL)
+	b := newTestCore(t, "b", withTTL)
+	joinCores(t, t0, a, b)
+	mustSet(t, a, t0, "k", "v")
+	exchange(t, t0, a, b)
+	takeEvents(b)
+	del := t0.Add(time.Second)
+	mustDelete(t, a, del, "k")
+	exchange(t, del, b, a)
+	if _, ok := b.Lookup("a", "k"); ok {
+		t.Fatal("the delete did not reach b")
+	}
+	var deleted bool
+	for _, e := range takeEvents(b) {
+		deleted = deleted || e.Kind == EventDelete && e.NodeID == "a" && e.Key == "k"
+	}
+	if !deleted {
+		t.Fatal("b did not announce the delete")
+	}
+	version := a.self.maxVersion
+	want := fmt.Sprintf("k!@%d", version)
+	for _, c := range []*Core{a, b} {
+		collectAt(c, del.Add(ttl/2))
+		if got, _ := dumpOf(c, "a"); !slices.Contains(got.Entries, want) {
+			t.Fatalf("%s: tombstone gone before its TTL: %q", c.ID(), got.Entries)
+		}
+	}
+	for _, c := range []*Core{a, b} {
+		collectAt(c, del.Add(ttl+time.Second))
+		p := c.peers["a"]
+		got, _ := dumpOf(c, "a")
+		if slices.Contains(got.Entries, want) || p.tombstones != 0 {
+			t.Fatalf("%s: tombstone kept after its TTL: %q", c.ID(), got.Entries)
+		}
+		if p.lastGC != version || p.maxVersion != version {
+			t.Fatalf("%s: lastGC %d, maxVersion %d, want both %d", c.ID(), p.lastGC, p.maxVersion, version)
+		}
+		checkInvariants(t, p)
+	}
+}
+
+// A peer that was away while a deleted key's tombstone was collected gets
+// the owner's whole state: by deltas the key would come back (chitchat
+// #110, #121). A peer that got the reset passes it on to a third.
+func TestResetRepairsPeerBehindCollectedTombstones(t *testing.T) {
+	a := newTestCore(t, "a", withTTL)
+	b := newTestCore(t, "b", withTTL)
+	c := newTestCore(t, "c", withTTL)
+	joinCores(t, t0, a, b)
+	joinCores(t, t0, b, c)
+	mustSet(t, a, t0, "k", "doomed")
+	mustSet(t, a, t0, "x", "1")
+	exchange(t, t0, a, b)
+	exchange(t, t0, b, c)
+	if _, ok := c.Lookup("a", "k"); !ok {
+		t.Fatal("setup: c does not hold k")
+	}
+	// b and c are away: a deletes k, the tombstone is collected.
+	mustDelete(t, a, t0, "k")
+	mustSet(t, a, t0, "y", "2")
+	now := t0.Add(ttl + time.Second)
+	collectAt(a, now)
+	if a.self.lastGC == 0 {
+		t.Fatal("setup: no tombstone collected")
+	}
+	req, ok := a.deltaFor(a.self, digestOf(b, "a"))
+	if !ok || !req.reset {
+		t.Fatalf("request for a peer behind lastGC %d: %+v", a.self.lastGC, req)
+	}
+	takeEvents(b)
+	takeEvents(c)
+	exchange(t, now, b, a)
+	want, _ := dumpOf(a, "a")
+	for _, r := range []*Core{b, c} {
+		if r == c {
+			exchange(t, now, c, b) // c hears only from b
+		}
+		got, _ := dumpOf(r, "a")
+		if d := cmp.Diff(want, got); d != "" {
+			t.Fatalf("%s's view of a (-want +got):\n%s", r.ID(), d)
+		}
+		if _, ok := r.Lookup("a", "k"); ok {
+			t.Fatalf("%s: the deleted key came back", r.ID())
+		}
+		if p := r.peers["a"]; p.lastGC != a.self.lastGC {
+			t.Fatalf("%s: lastGC %d, want %d", r.ID(), p.lastGC, a.self.lastGC)
+		}
+		var deleted bool
+		for _, e := range takeEvents(r) {
+			deleted = deleted || e.Kind == EventDelete && e.Key == "k"
+		}
+		if !deleted {
+			t.Fatalf("%s did not announce the delete", r.ID())
+		}
+	}
+}
+
+// A peer holding exactly up to the owner's lastGC is repaired by deltas,
+// not a reset (chitchat #176).
+func TestNoResetAtLastGCBoundary(t *testing.T) {
+	o := newTestCore(t, "o", withTTL)
+	r := newTestCore(t, "r", withTTL)
+	joinCores(t, t0, o, r)
+	mustSet(t, o, t0, "k1", "1")
+	mustSet(t, o, t0, "k2", "2")
+	mustDelete(t, o, t0, "k1")
+	exchange(t, t0, r, o)
+	now := t0.Add(ttl + time.Second)
+	collectAt(o, now)
+	if o.self.lastGC != r.peers["o"].maxVersion {
+		t.Fatalf("setup: lastGC %d, r holds %d", o.self.lastGC, r.peers["o"].maxVersion)
+	}
+	mustSet(t, o, now, "k3", "3")
+	req, ok := o.deltaFor(o.self, digestOf(r, "o"))
+	if !ok || req.reset || req.from != o.self.lastGC {
+		t.Fatalf("request: %+v, %v", req, ok)
+	}
+	sendDeltas(t, now, o, r, "o", 1<<20)
+	want, _ := o.State("o")
+	got, _ := r.State("o")
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("(-owner +receiver):\n%s", d)
+	}
+}
+
+// When the newest version was a collected tombstone, the reset still
+// brings the receiver to the owner's maxVersion, or it would ask forever
+// (chitchat #194).
+func TestResetKeepsMaxVersionOfCollectedTop(t *testing.T) {
+	o := newTestCore(t, "o", withTTL)
+	r := newTestCore(t, "r", withTTL)
+	joinCores(t, t0, o, r)
+	mustSet(t, o, t0, "k", "v")
+	mustDelete(t, o, t0, "k")
+	now := t0.Add(ttl + time.Second)
+	collectAt(o, now)
+	if last := o.self.byVersion[len(o.self.byVersion)-1]; last.version == o.self.maxVersion {
+		t.Fatal("setup: the newest version is still held")
+	}
+	ds := sendDeltas(t, now, o, r, "o", 1<<20)
+	if len(ds) != 1 || !ds[0].Reset {
+		t.Fatalf("deltas %+v, want one reset", ds)
+	}
+	if got, want := r.peers["o"].digest(), o.self.digest(); got.MaxVersion != want.MaxVersion || got.LastGC != want.LastGC {
+		t.Fatalf("receiver's digest %+v, owner's %+v", got, want)
+	}
+	if _, ok := o.deltaFor(o.self, digestOf(r, "o")); ok {
+		t.Fatal("the owner still has something to send")
+	}
+}
+
+// lexLess reports whether (gc1, v1) < (gc2, v2): a reset raises lastGC and
+// may lower maxVersion (a reset cut by the budget); nothing else may lower
+// either (chitchat #178, #194).
+func lexLess(gc1, v1, gc2, v2 uint64) bool { return gc1 < gc2 || gc1 == gc2 && v1 < v2 }
+
+// A reset computed from an old digest arrives after the receiver caught up
+// through another peer, and a normal delta computed before a reset arrives
+// after it: neither moves the receiver back.
+func TestStaleResetsAndDeltasDoNotGoBack(t *testing.T) {
+	o := newTestCore(t, "o", withTTL)
+	s2 := newTestCore(t, "s2", withTTL)
+	r := newTestCore(t, "r", withTTL)
+	joinCores(t, t0, o, s2)
+	joinCores(t, t0, o, r) // r holds o at version 1
+	for i := range 5 {
+		mustSet(t, o, t0, fmt.Sprint("k", i), "v")
+	}
+	mustDelete(t, o, t0, "k1")
+	mustDelete(t, o, t0, "k2")
+	mustSet(t, o, t0, "k5", "v")
+	exchange(t, t0, s2, o) // s2 holds it all, tombstones included
+	now := t0.Add(ttl + time.Second)
+	collectAt(o, now)
+	oldDigest := digestOf(r, "o")
+
+	// 1. A reset from the old digest, delivered after r caught up from s2.
+	req, _ := o.deltaFor(o.self, oldDigest)
+	if !req.reset {
+		t.Fatalf("setup: %+v is not a reset", req)
+	}
+	staleReset, _ := o.buildDeltas([]deltaRequest{req}, 1<<20)
+	stale2, _ := s2.buildDeltas([]deltaRequest{func() deltaRequest { q, _ := s2.deltaFor(s2.peers["o"], oldDigest); return q }()}, 1<<20)
+	for i := range stale2 {
+		r.applyDelta(now, &stale2[i])
+	}
+	before, _ := dumpOf(r, "o")
+	gc, v := r.peers["o"].lastGC, r.peers["o"].maxVersion
+	r.applyDelta(now, &staleReset[0])
+	after, _ := dumpOf(r, "o")
+	if d := cmp.Diff(before, after); d != "" {
+		t.Fatalf("a stale reset changed the state (-before +after):\n%s", d)
+	}
+	if p := r.peers["o"]; lexLess(p.lastGC, p.maxVersion, gc, v) {
+		t.Fatalf("went back from (%d, %d) to (%d, %d)", gc, v, p.lastGC, p.maxVersion)
+	}
+
+	// 2. The reset first, then s2's normal delta from the old digest.
+	r2 := newTestCore(t, "r2", withTTL)
+	holdNode(t, r2, "o", 1, wireEntry{Key: keyAddr, Value: "addr-o", Version: 1})
+	r2.applyDelta(now, &staleReset[0])
+	want, _ := dumpOf(o, "o")
+	before, _ = dumpOf(r2, "o")
+	if d := cmp.Diff(want, before); d != "" {
+		t.Fatalf("reset (-owner +receiver):\n%s", d)
+	}
+	for i := range stale2 {
+		r2.applyDelta(now, &stale2[i])
+	}
+	if after, _ := dumpOf(r2, "o"); !cmp.Equal(before, after) {
+		t.Fatalf("a stale delta after a reset changed the state:\n%s", cmp.Diff(before, after))
+	}
+
+	// 3. Resets cut by the budget: (lastGC, maxVersion) only grows, and the
+	// receiver ends with the owner's state.
+	for budget := 40; budget < 120; budget += 7 {
+		r3 := newTestCore(t, "r3", withTTL)
+		holdNode(t, r3, "o", 1, kv("k", 3, "old")...)
+		for step := 0; ; step++ {
+			p := r3.peers["o"]
+			gc, v := p.lastGC, p.maxVersion
+			if len(sendDeltas(t, now, o, r3, "o", budget)) == 0 {
+				break
+			}
+			if lexLess(p.lastGC, p.maxVersion, gc, v) {
+				t.Fatalf("budget %d step %d: went back from (%d, %d) to (%d, %d)", budget, step, gc, v, p.lastGC, p.maxVersion)
+			}
+			if err := checkHeldUpTo(o.self, p); err != nil {
+				t.Fatalf("budget %d step %d: %v", budget, step, err)
+			}
+			if step > 50 {
+				t.Fatalf("budget %d: no end", budget)
+			}
+		}
+		got, _ := dumpOf(r3, "o")
+		if d := cmp.Diff(want, got); d != "" {
+			t.Fatalf("budget %d (-owner +receiver):\n%s", budget, d)
+		}
 	}
 }

@@ -88,13 +88,27 @@ func step(t testing.TB, now time.Time, to *Core, from *Core, data []byte) [][]by
 		t.Fatalf("%s: Step from %s: %v", to.ID(), from.ID(), err)
 	}
 	var out [][]byte
-	for _, m := range to.Ready().Messages {
+	rd := to.Ready()
+	keptEvents[to] = append(keptEvents[to], rd.Events...)
+	for _, m := range rd.Messages {
 		if m.To != addrOf(from) {
 			t.Fatalf("%s answered %s to %s", to.ID(), from.ID(), m.To)
 		}
 		out = append(out, m.Data)
 	}
 	return out
+}
+
+// keptEvents holds the events of the Ready calls of step, for takeEvents.
+// The tests of this package do not run in parallel.
+var keptEvents = map[*Core][]Event{}
+
+// takeEvents returns c's events since the last call, those step saw
+// included, and discards its datagrams.
+func takeEvents(c *Core) []Event {
+	ev := append(keptEvents[c], c.Ready().Events...)
+	delete(keptEvents, c)
+	return ev
 }
 
 // exchange runs one Syn/SynAck/Ack exchange opened by a, returning the
