@@ -20,8 +20,16 @@ const gcEvery = time.Second
 
 var errSelf = errors.New("message from this node's own ID")
 
+// removalMemory is how many times RemoveAfter a removed node is remembered.
+// A peer that declared the node dead later than this one (it was stalled,
+// cut off or simply slower) still holds and gossips it until RemoveAfter
+// after its own judgement; a memory of one RemoveAfter would run out while
+// such a peer still gossips the node, and the node would come back to life
+// here. Two cover peers that lag by up to RemoveAfter.
+const removalMemory = 2
+
 // removal remembers a removed node, so that a lagging peer cannot bring its
-// old state back.
+// old state back. It is kept for removalMemory times RemoveAfter.
 type removal struct {
 	gen       uint64
 	heartbeat uint64
@@ -342,7 +350,7 @@ func (c *Core) judge(now time.Time) {
 				c.emit(Event{Kind: EventDelete, NodeID: id, Key: e.key})
 			}
 		}
-		c.removed[id] = removal{gen: p.gen, heartbeat: p.heartbeat, until: now.Add(c.cfg.RemoveAfter)}
+		c.removed[id] = removal{gen: p.gen, heartbeat: p.heartbeat, until: now.Add(removalMemory * c.cfg.RemoveAfter)}
 		c.setStatus(now, p, StatusRemoved)
 		c.removePeer(id)
 	}
