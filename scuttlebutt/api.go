@@ -313,23 +313,38 @@ func boolParam(w http.ResponseWriter, r *http.Request, name string) (bool, bool)
 	}
 }
 
-// serveCached serves a prebuilt body, gzipped when the client accepts it.
-func serveCached(w http.ResponseWriter, r *http.Request, contentType, etag string, plain, gz []byte) {
+// Header values of the cached answers, shared by every response.
+var (
+	hdrJSON    = []string{"application/json; charset=utf-8"}
+	hdrText    = []string{"text/plain; charset=utf-8"}
+	hdrVary    = []string{"Accept-Encoding"}
+	hdrNoCache = []string{"no-cache"}
+	hdrGzip    = []string{"gzip"}
+	hdrNoSniff = []string{"nosniff"}
+)
+
+// serveCached serves a prebuilt body (index 0 of snap.lengths for the JSON,
+// 2 for the text), gzipped when the client accepts it.
+func serveCached(w http.ResponseWriter, r *http.Request, snap *servicesSnapshot, text bool) {
 	h := w.Header()
-	h.Set("Content-Type", contentType)
-	h.Set("ETag", etag)
-	h.Set("Vary", "Accept-Encoding")
-	h.Set("Cache-Control", "no-cache")
-	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == etag {
+	body, gz, idx, ct := snap.pretty, snap.prettyGz, 0, hdrJSON
+	if text {
+		body, gz, idx, ct = snap.text, snap.textGz, 2, hdrText
+	}
+	h["Content-Type"] = ct
+	h["Etag"] = []string{snap.etag}
+	h["Vary"] = hdrVary
+	h["Cache-Control"] = hdrNoCache
+	h["X-Content-Type-Options"] = hdrNoSniff
+	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == snap.etag {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	body := plain
 	if acceptsGzip(r) {
-		h.Set("Content-Encoding", "gzip")
-		body = gz
+		h["Content-Encoding"] = hdrGzip
+		body, idx = gz, idx+1
 	}
-	h.Set("Content-Length", fmt.Sprint(len(body)))
+	h["Content-Length"] = snap.lengths[idx]
 	w.WriteHeader(http.StatusOK)
 	w.Write(body)
 }
@@ -351,13 +366,11 @@ func acceptsGzip(r *http.Request) bool {
 }
 
 func (s *server) handleServicesJSON(w http.ResponseWriter, r *http.Request) {
-	snap := s.services.get()
-	serveCached(w, r, "application/json; charset=utf-8", snap.etag, snap.pretty, snap.prettyGz)
+	serveCached(w, r, s.services.get(), false)
 }
 
 func (s *server) handleServicesText(w http.ResponseWriter, r *http.Request) {
-	snap := s.services.get()
-	serveCached(w, r, "text/plain; charset=utf-8", snap.etag, snap.text, snap.textGz)
+	serveCached(w, r, s.services.get(), true)
 }
 
 type kvEntry struct {

@@ -213,6 +213,9 @@ func benchCluster(stdout, stderr io.Writer, nodes, instances int, preset, path s
 		return err
 	}
 	defer stopProcess(demo)
+	// The demo's nodes stand for other machines: on this one they must not
+	// take the CPU from the agent under test and the load generator.
+	syscall.Setpriority(syscall.PRIO_PROCESS, demo.Process.Pid, 19)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var seed string
@@ -263,11 +266,23 @@ func benchCluster(stdout, stderr io.Writer, nodes, instances int, preset, path s
 	fmt.Fprintf(stdout, "the agent sees %d live nodes and %d instances (after %s)\n", nodes, instances, time.Since(t0).Round(time.Millisecond))
 	rssIdle := readRSS(agent.Process.Pid, "VmRSS")
 
+	idle0 := readCPU(agent.Process.Pid)
+	time.Sleep(3 * time.Second) // a measurement window, not synchronisation
+	idle := readCPU(agent.Process.Pid) - idle0
+	fmt.Fprintf(stdout, "agent CPU    %.1f%% of a core while idle (gossip in a %d-node cluster)\n", 100*idle.Seconds()/3, nodes)
+
+	cpu0 := readCPU(agent.Process.Pid)
 	res, err := loadHTTP(base+path, conc, d, gz)
 	if err != nil {
 		return err
 	}
+	cpu := readCPU(agent.Process.Pid) - cpu0
 	res.print(stdout)
+	if res.requests > 0 && cpu > 0 {
+		per := cpu / time.Duration(res.requests)
+		fmt.Fprintf(stdout, "agent CPU    %s for the run (warm-up included): %s per request, about %.0f req/s per core\n",
+			cpu.Round(time.Millisecond), per.Round(100*time.Nanosecond), float64(time.Second)/float64(per))
+	}
 	fmt.Fprintf(stdout, "agent RSS    %s before the load, %s after, peak %s (pid %d, %d-node cluster)\n",
 		rssIdle, readRSS(agent.Process.Pid, "VmRSS"), readRSS(agent.Process.Pid, "VmHWM"), agent.Process.Pid, nodes)
 	return nil
@@ -360,4 +375,25 @@ func readRSS(pid int, field string) string {
 		}
 	}
 	return "?"
+}
+
+// readCPU returns the user and system CPU time a process used so far.
+func readCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
 }

@@ -120,6 +120,7 @@ type servicesSnapshot struct {
 	text     []byte // GET /services
 	textGz   []byte
 	etag     string
+	lengths  [4][]string // Content-Length of pretty, prettyGz, text, textGz
 }
 
 // servicesCache rebuilds the snapshot when the hub's version moved.
@@ -162,6 +163,9 @@ func buildServices(n clusterNode, version uint64) *servicesSnapshot {
 	s.text = renderServicesText(s)
 	s.prettyGz = gzipBytes(s.pretty)
 	s.textGz = gzipBytes(s.text)
+	for i, b := range [][]byte{s.pretty, s.prettyGz, s.text, s.textGz} {
+		s.lengths[i] = []string{strconv.Itoa(len(b))}
+	}
 	s.etag = `"` + strconv.FormatUint(version, 36) + "-" + strconv.Itoa(len(s.pretty)) + `"`
 	return s
 }
@@ -210,7 +214,7 @@ func renderServicesText(s *servicesSnapshot) []byte {
 
 func gzipBytes(b []byte) []byte {
 	var out bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&out, gzip.BestSpeed)
+	zw, _ := gzip.NewWriterLevel(&out, gzip.BestCompression) // once per change, served many times
 	zw.Write(b)
 	zw.Close()
 	return out.Bytes()
