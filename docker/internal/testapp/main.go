@@ -1,80 +1,144 @@
 // Command testapp is the program inside the docker package's test image: an
 // HTTP server whose health the tests can flip, and the image's health check.
 //
-//	/app [-addr :8080] [-sick]  serve: GET /health answers 200 or 503,
-//	                     POST /sick and POST /well flip it
-//	/app health          exit 0 if GET http://127.0.0.1:8080/health is 200
+//	/app [-sick]  serve on :8080: GET /health answers 200 or 503,
+//	              POST /sick and POST /well flip it, POST /exit exits 3
+//	/app health   exit 0 if GET http://127.0.0.1:8080/health is 200
 //
-// It must build with CGO_ENABLED=0: the image is FROM scratch.
+// It must build with CGO_ENABLED=0: the image is FROM scratch. It speaks
+// just enough HTTP/1.x over package net, without net/http, so that building
+// it from a cold cache (as CI does, next to the race build) takes seconds
+// rather than minutes.
 package main
 
 import (
-	"context"
-	"flag"
-	"fmt"
-	"net/http"
+	"bufio"
+	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 )
 
+const addr = ":8080"
+
+var sick atomic.Bool
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "health" {
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "health" {
 		os.Exit(check())
 	}
-	addr := flag.String("addr", ":8080", "listen address")
-	startSick := flag.Bool("sick", false, "start with /health failing")
-	flag.Parse()
+	for _, a := range args {
+		if a == "-sick" {
+			sick.Store(true)
+		}
+	}
+	// PID 1 ignores SIGTERM unless it handles it: exit at once on it, so
+	// that `docker stop` does not wait for its timeout. Set up before
+	// listening: once the app answers, a stop is quick.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	go func() {
+		<-sigs
+		os.Exit(0)
+	}()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		os.Stderr.WriteString(err.Error() + "\n")
+		os.Exit(1)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			continue
+		}
+		go serve(c)
+	}
+}
 
-	var sick atomic.Bool
-	sick.Store(*startSick)
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
-		if sick.Load() {
-			http.Error(w, "sick", http.StatusServiceUnavailable)
+func serve(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return
+	}
+	// skip the headers; the tests send no bodies
+	for {
+		h, err := r.ReadString('\n')
+		if err != nil {
 			return
 		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("POST /sick", func(w http.ResponseWriter, _ *http.Request) { sick.Store(true) })
-	mux.HandleFunc("POST /well", func(w http.ResponseWriter, _ *http.Request) { sick.Store(false) })
-	mux.HandleFunc("POST /exit", func(w http.ResponseWriter, _ *http.Request) {
+		if strings.TrimRight(h, "\r\n") == "" {
+			break
+		}
+	}
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		reply(c, "400 Bad Request", "bad request")
+		return
+	}
+	switch f[0] + " " + f[1] {
+	case "GET /health":
+		if sick.Load() {
+			reply(c, "503 Service Unavailable", "sick")
+			return
+		}
+		reply(c, "200 OK", "ok")
+	case "POST /sick":
+		sick.Store(true)
+		reply(c, "200 OK", "")
+	case "POST /well":
+		sick.Store(false)
+		reply(c, "200 OK", "")
+	case "POST /exit":
 		// exit with an error status, for restart policies, once the
 		// answer is out
-		w.WriteHeader(http.StatusOK)
-		w.(http.Flusher).Flush()
+		reply(c, "200 OK", "")
 		go func() {
 			time.Sleep(100 * time.Millisecond)
 			os.Exit(3)
 		}()
-	})
-	mux.HandleFunc("GET /", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "testapp") })
-
-	srv := &http.Server{Addr: *addr, Handler: mux}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	default:
+		reply(c, "200 OK", "testapp")
 	}
 }
 
+func reply(c net.Conn, status, body string) {
+	if body != "" {
+		body += "\n"
+	}
+	c.Write([]byte("HTTP/1.1 " + status + "\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: " +
+		itoa(len(body)) + "\r\n\r\n" + body))
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; n > 0; n /= 10 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+	}
+	return string(b)
+}
+
 func check() int {
-	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get("http://127.0.0.1:8080/health")
+	c, err := net.DialTimeout("tcp", "127.0.0.1"+addr, time.Second)
 	if err != nil {
 		return 1
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")); err != nil {
+		return 1
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 200 ") {
 		return 1
 	}
 	return 0
