@@ -77,9 +77,11 @@ type Options struct {
 	// unreachable before they are withdrawn. Default: 1 minute. Negative:
 	// withdrawn as soon as the daemon is found unreachable.
 	Grace time.Duration
-	// MarkUnknown rewrites the records with state "unknown" while the
-	// daemon is unreachable (one write per record per outage).
-	MarkUnknown bool
+	// NoMarkUnknown keeps the records as they were while the daemon is
+	// unreachable. Otherwise they are rewritten with state "unknown" (one
+	// write per record per outage), which queries rank last and leave out
+	// of the healthy ones, until the daemon answers again or Grace ends.
+	NoMarkUnknown bool
 
 	// MaxValueSize bounds an encoded record; exported labels, then tags,
 	// are dropped from records that would be longer, and records that
@@ -93,10 +95,11 @@ type Options struct {
 // Adapter keeps a publisher's service keys equal to the running container
 // services of one Docker host. See the package documentation.
 type Adapter struct {
-	pub Publisher
-	cli *client.Client
-	opt Options
-	log *slog.Logger
+	pub      Publisher
+	cli      *client.Client
+	ownedCli bool // made by New: its idle connections are closed when Run returns
+	opt      Options
+	log      *slog.Logger
 
 	running    atomic.Bool
 	reconciles atomic.Int64 // full reconciles done, for tests
@@ -121,10 +124,19 @@ const (
 )
 
 // New returns an adapter publishing the services of the Docker host cli
-// talks to through pub. It does nothing until Run.
+// talks to through pub. A nil cli means a client made with NewClient, from
+// the environment. It does nothing until Run.
 func New(pub Publisher, cli *client.Client, opts Options) (*Adapter, error) {
-	if pub == nil || cli == nil {
-		return nil, errors.New("docker: New needs a publisher and a client")
+	if pub == nil {
+		return nil, errors.New("docker: New needs a publisher")
+	}
+	owned := false
+	if cli == nil {
+		c, err := NewClient()
+		if err != nil {
+			return nil, fmt.Errorf("docker: client from the environment: %w", err)
+		}
+		cli, owned = c, true
 	}
 	if opts.LabelPrefix == "" {
 		opts.LabelPrefix = "scuttlebutt"
@@ -153,13 +165,14 @@ func New(pub Publisher, cli *client.Client, opts Options) (*Adapter, error) {
 		log = slog.Default()
 	}
 	return &Adapter{
-		pub:     pub,
-		cli:     cli,
-		opt:     opts,
-		log:     log.With("component", "docker"),
-		dirty:   map[string]struct{}{},
-		wake:    make(chan struct{}, 1),
-		signals: make(chan signal, 4),
+		pub:      pub,
+		cli:      cli,
+		ownedCli: owned,
+		opt:      opts,
+		log:      log.With("component", "docker"),
+		dirty:    map[string]struct{}{},
+		wake:     make(chan struct{}, 1),
+		signals:  make(chan signal, 4),
 	}, nil
 }
 
@@ -220,6 +233,9 @@ func (a *Adapter) Run(ctx context.Context) error {
 	if a.grace != nil {
 		a.grace.Stop()
 		a.grace = nil
+	}
+	if a.ownedCli {
+		a.cli.Close() // idle connections only: the client stays usable
 	}
 	return a.withdraw("stopped")
 }
@@ -473,9 +489,14 @@ func (a *Adapter) syncDirty(ctx context.Context) {
 		case cerrdefs.IsNotFound(err):
 			// removed: withdraw
 		default:
+			// Kept dirty, without waking the worker (no retry loop while
+			// the daemon is away): retried with the next event, and
+			// covered by the next full reconcile anyway.
+			a.mu.Lock()
 			for _, id := range ids[i:] {
-				a.markDirty(id) // retried with the next events, or covered by the next reconcile
+				a.dirty[id] = struct{}{}
 			}
+			a.mu.Unlock()
 			a.log.Debug("inspect failed", "container", shortID(id), "err", err)
 			return
 		}
@@ -528,7 +549,7 @@ func (a *Adapter) down(ctx context.Context, err error) {
 		return
 	}
 	a.grace = time.NewTimer(a.opt.Grace)
-	if a.opt.MarkUnknown {
+	if !a.opt.NoMarkUnknown {
 		for k, v := range a.published {
 			r, err := DecodeRecord(v)
 			if err != nil || r.State == StateUnknown {

@@ -39,7 +39,7 @@ const (
 	StateRunning = "running"
 	StatePaused  = "paused"
 	// StateUnknown: the Docker daemon is unreachable; the record is kept for
-	// Options.Grace and then withdrawn (written only with Options.MarkUnknown).
+	// Options.Grace and then withdrawn (not written with Options.NoMarkUnknown).
 	StateUnknown = "unknown"
 )
 
