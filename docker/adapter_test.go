@@ -19,9 +19,17 @@ import (
 type memPub struct {
 	id, addr string
 
-	mu     sync.Mutex
-	keys   map[string]string
-	writes int // UpdateLocal and DeleteLocal calls that changed something
+	mu      sync.Mutex
+	keys    map[string]string
+	writes  int      // UpdateLocal and DeleteLocal calls that changed something
+	history []change // those changes, in order
+}
+
+// change is one write of a memPub: a delete when !set.
+type change struct {
+	key, value string
+	set        bool
+	at         time.Time
 }
 
 func newMemPub(seed map[string]string) *memPub {
@@ -41,6 +49,7 @@ func (p *memPub) UpdateLocal(k, v string) error {
 	}
 	p.keys[k] = v
 	p.writes++
+	p.history = append(p.history, change{key: k, value: v, set: true, at: time.Now()})
 	return nil
 }
 
@@ -50,6 +59,7 @@ func (p *memPub) DeleteLocal(k string) error {
 	if _, ok := p.keys[k]; ok {
 		delete(p.keys, k)
 		p.writes++
+		p.history = append(p.history, change{key: k, at: time.Now()})
 	}
 	return nil
 }
@@ -61,6 +71,19 @@ func (p *memPub) State(id string) (map[string]string, bool) {
 		return nil, false
 	}
 	return maps.Clone(p.keys), true
+}
+
+// changesOf returns the changes of one key, in order.
+func (p *memPub) changesOf(key string) []change {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []change
+	for _, c := range p.history {
+		if c.key == key {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (p *memPub) Writes() int {
@@ -146,13 +169,6 @@ func runAdapter(t testing.TB, pub Publisher, cli *client.Client, opts Options) r
 	// the first reconcile follows the first subscription
 	eventually(t, 10*time.Second, "the first reconcile", func() bool { return a.reconciles.Load() > 0 })
 	return running{a: a, stop: stop}
-}
-
-// awaitReconcile waits for a full reconcile that starts after the call.
-func awaitReconcile(t testing.TB, a *Adapter) {
-	t.Helper()
-	n := a.reconciles.Load()
-	eventually(t, 10*time.Second, "a full reconcile", func() bool { return a.reconciles.Load() >= n+2 })
 }
 
 func inspect(t testing.TB, id string) container.InspectResponse {
@@ -275,13 +291,19 @@ func TestStopKillRemoveConverge(t *testing.T) {
 			return err
 		},
 	}
+	opNames := []string{"stop", "kill", "remove"}
+	specs := make([]spec, len(opNames))
+	for i, name := range opNames {
+		specs[i] = spec{publish: true, labels: map[string]string{"scuttlebutt.service": "op-" + name}}
+	}
 	ids := map[string]string{}
-	for name := range ops {
-		ids[name] = startContainer(t, spec{publish: true, labels: map[string]string{"scuttlebutt.service": "op-" + name}})
+	for i, id := range startContainers(t, specs...) {
+		ids[opNames[i]] = id
 	}
 	for name, id := range ids {
 		eventually(t, 10*time.Second, name+" container published", func() bool { return len(pub.of(id)) == 1 })
 	}
+	ready(t, ids["stop"])
 	for name, op := range ops {
 		if err := op(ids[name]); err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -320,6 +342,7 @@ func TestRestartsConverge(t *testing.T) {
 	t.Run("docker restart", func(t *testing.T) {
 		id := startContainer(t, spec{publish: true, labels: map[string]string{"scuttlebutt.service": "restarted"}})
 		eventually(t, 10*time.Second, "published", func() bool { _, ok := pub.record(id); return ok })
+		ready(t, id)
 		before := inspect(t, id).State.StartedAt
 		if _, err := cli.ContainerRestart(context.Background(), id, client.ContainerRestartOptions{}); err != nil {
 			t.Fatal(err)
@@ -333,18 +356,21 @@ func TestRestartsConverge(t *testing.T) {
 
 func TestPolicy(t *testing.T) {
 	cli := engine(t)
+	// the same containers for both adapters: the engine is slow to start them
+	ids := startContainers(t,
+		spec{publish: true},
+		spec{publish: true, labels: map[string]string{"scuttlebutt.port.8080.name": "api"}},
+		spec{publish: true, labels: map[string]string{"scuttlebutt.service": "x", "scuttlebutt.ignore": "true"}},
+		spec{labels: map[string]string{"scuttlebutt.service": "y"}},
+		spec{publish: true, labels: map[string]string{"scuttlebutt.service": "z", "scuttlebutt.port.8080.ignore": "true"}},
+	)
+	plain, named, ignored, unpublished, portIgnored := ids[0], ids[1], ids[2], ids[3], ids[4]
 	for _, explicit := range []bool{false, true} {
 		t.Run(fmt.Sprintf("explicit=%v", explicit), func(t *testing.T) {
 			pub := newMemPub(nil)
 			opts := testOptions(t)
 			opts.Explicit = explicit
 			run := runAdapter(t, pub, cli, opts)
-
-			plain := startContainer(t, spec{publish: true})
-			named := startContainer(t, spec{publish: true, labels: map[string]string{"scuttlebutt.port.8080.name": "api"}})
-			ignored := startContainer(t, spec{publish: true, labels: map[string]string{"scuttlebutt.service": "x", "scuttlebutt.ignore": "true"}})
-			unpublished := startContainer(t, spec{labels: map[string]string{"scuttlebutt.service": "y"}})
-			portIgnored := startContainer(t, spec{publish: true, labels: map[string]string{"scuttlebutt.service": "z", "scuttlebutt.port.8080.ignore": "true"}})
 
 			eventually(t, 10*time.Second, "named container published", func() bool {
 				_, ok := pub.of(named)[serviceKey("api", named, 8080, "tcp")]
@@ -379,9 +405,12 @@ func TestRestartRepairs(t *testing.T) {
 	pub := newMemPub(nil)
 	first := runAdapter(t, pub, cli, testOptions(t))
 
-	stays := startContainer(t, spec{publish: true, labels: map[string]string{"scuttlebutt.service": "stays"}})
-	stops := startContainer(t, spec{publish: true, labels: map[string]string{"scuttlebutt.service": "stops"}})
-	sickens := startContainer(t, spec{publish: true, labels: map[string]string{"scuttlebutt.service": "sickens"}})
+	ids := startContainers(t,
+		spec{publish: true, labels: map[string]string{"scuttlebutt.service": "stays"}},
+		spec{publish: true, labels: map[string]string{"scuttlebutt.service": "stops"}},
+		spec{publish: true, labels: map[string]string{"scuttlebutt.service": "sickens"}},
+	)
+	stays, stops, sickens := ids[0], ids[1], ids[2]
 	for _, id := range []string{stays, stops, sickens} {
 		eventually(t, 10*time.Second, "published", func() bool {
 			r, ok := pub.record(id)
@@ -452,11 +481,13 @@ func TestDaemonUnreachable(t *testing.T) {
 		pub := newMemPub(nil)
 		opts := testOptions(t)
 		opts.Grace = time.Hour
-		opts.MarkUnknown = true
 		runAdapter(t, pub, px.Client(t), opts)
 
-		stays := startContainer(t, spec{publish: true, labels: map[string]string{"scuttlebutt.service": "stays"}})
-		stops := startContainer(t, spec{publish: true, labels: map[string]string{"scuttlebutt.service": "stops"}})
+		ids := startContainers(t,
+			spec{publish: true, labels: map[string]string{"scuttlebutt.service": "stays"}},
+			spec{publish: true, labels: map[string]string{"scuttlebutt.service": "stops"}},
+		)
+		stays, stops := ids[0], ids[1]
 		for _, id := range []string{stays, stops} {
 			eventually(t, 10*time.Second, "published", func() bool { _, ok := pub.record(id); return ok })
 		}
@@ -468,6 +499,7 @@ func TestDaemonUnreachable(t *testing.T) {
 			return a.State == StateUnknown && b.State == StateUnknown
 		})
 		// while the adapter cannot see it
+		ready(t, stops)
 		if _, err := engine(t).ContainerStop(context.Background(), stops, client.ContainerStopOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -490,13 +522,26 @@ func TestDaemonUnreachable(t *testing.T) {
 		px := newProxy(t)
 		pub := newMemPub(nil)
 		opts := testOptions(t)
-		opts.Grace = 300 * time.Millisecond
+		opts.Grace = 500 * time.Millisecond
 		runAdapter(t, pub, px.Client(t), opts)
 		id := startContainer(t, spec{publish: true})
 		eventually(t, 10*time.Second, "published", func() bool { _, ok := pub.record(id); return ok })
+		key := serviceKey(imageRepo, id, 8080, "tcp")
+		before := len(pub.changesOf(key))
 
 		px.Cut()
 		eventually(t, 10*time.Second, "withdrawn after the grace period", func() bool { return pub.Len() == 0 })
+		// marked unknown first, not dropped at once: deleted a grace period later
+		cs := pub.changesOf(key)[before:]
+		if len(cs) != 2 || !cs[0].set || cs[1].set {
+			t.Fatalf("changes of %s while the daemon was away: %+v, want an update then a delete", key, cs)
+		}
+		if r, err := DecodeRecord(cs[0].value); err != nil || r.State != StateUnknown {
+			t.Errorf("record while the daemon was away: %+v, %v; want state unknown", r, err)
+		}
+		if d := cs[1].at.Sub(cs[0].at); d < opts.Grace-50*time.Millisecond {
+			t.Errorf("withdrawn %v after being marked unknown; the grace period is %v", d, opts.Grace)
+		}
 		if err := px.Restore(); err != nil {
 			t.Fatal(err)
 		}

@@ -197,8 +197,44 @@ type spec struct {
 // labelled with this run's label, removed at the end of the test.
 func startContainer(t testing.TB, s spec) string {
 	t.Helper()
+	return startContainers(t, s)[0]
+}
+
+// startContainers creates (and starts) containers concurrently, as
+// startContainer: the engine takes a second or more to start one.
+func startContainers(t testing.TB, specs ...spec) []string {
+	t.Helper()
 	cli := engine(t)
 	img := testImage(t)
+	ids := make([]string, len(specs))
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i, s := range specs {
+		wg.Go(func() { ids[i], errs[i] = createContainer(cli, img, s) })
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, id := range ids {
+			if id != "" {
+				wg.Go(func() { cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}) })
+			}
+		}
+		wg.Wait()
+	})
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ids
+}
+
+// createContainer creates a container, and starts it unless s.noStart. It
+// returns the ID of a container it created even when starting it failed.
+func createContainer(cli *client.Client, img string, s spec) (string, error) {
 	labels := map[string]string{runLabel: runID}
 	for k, v := range s.labels {
 		labels[k] = v
@@ -216,20 +252,14 @@ func startContainer(t testing.TB, s spec) string {
 		HostConfig: hc,
 	})
 	if err != nil {
-		t.Fatalf("container create: %v", err)
+		return "", fmt.Errorf("container create: %w", err)
 	}
-	id := res.ID
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
-	})
 	if !s.noStart {
-		if _, err := cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
-			t.Fatalf("container start: %v", err)
+		if _, err := cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+			return res.ID, fmt.Errorf("container start: %w", err)
 		}
 	}
-	return id
+	return res.ID, nil
 }
 
 // hostPort returns the host port 8080/tcp of a running container is
@@ -268,6 +298,30 @@ func post(t testing.TB, id, path string) {
 	})
 	if !ok {
 		t.Fatalf("POST %s: %v", url, last)
+	}
+}
+
+// ready waits until the test app of each container answers through its
+// published port: from then on it exits at once on SIGTERM, so `docker stop`
+// is quick (PID 1 ignores SIGTERM until the app handles it, and the engine
+// then waits 10 s before killing it).
+func ready(t testing.TB, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		url := fmt.Sprintf("http://127.0.0.1:%d/", hostPort(t, id))
+		var last error
+		ok := poll(10*time.Second, func() bool {
+			resp, err := http.Get(url)
+			if err != nil {
+				last = err
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		})
+		if !ok {
+			t.Fatalf("GET %s: %v", url, last)
+		}
 	}
 }
 
