@@ -7,13 +7,17 @@
 // them. Every node on a Docker host runs one; any node can query the
 // cluster with Services and Instances.
 //
-//	cli, _ := docker.NewClient()
-//	a, _ := docker.New(node, cli, docker.Options{})
-//	go a.Run(ctx)
+//	a, err := docker.New(node, nil, docker.Options{}) // nil: a client from the environment
+//	if err != nil { ... }
+//	go a.Run(ctx) // until ctx ends; then it withdraws its services
 //	...
-//	for _, in := range docker.Instances(node, "web", true) {
+//	for _, in := range docker.Instances(node, "web", true) { // on any node
 //		fmt.Println(in.Addr(), in.Health)
 //	}
+//
+// The client is github.com/moby/moby/client, made with
+// client.New(client.FromEnv) (DOCKER_HOST and friends), negotiating the API
+// version (1.40 and later).
 //
 // # What is published
 //
@@ -57,7 +61,7 @@
 //	 "labels":{"team":"blue"},"health":"healthy","state":"running","started":1767225600}
 //
 // health is none (no health check), starting, healthy or unhealthy; state is
-// running, paused or unknown (daemon unreachable, with Options.MarkUnknown);
+// running, paused or unknown (daemon unreachable, see below);
 // started is the container's last start, in Unix seconds. A record holds
 // nothing volatile, so keys change only when a container does: a resync that
 // finds nothing new writes nothing. Records are kept under
@@ -76,16 +80,38 @@
 // containers every Options.Coalesce (100 ms). A full reconcile also runs
 // every Options.Resync (30 s) and after every resubscription. An event
 // stream that ends is resubscribed with backoff (100 ms doubling to 5 s).
-// While the daemon is unreachable the records are kept for Options.Grace
-// (1 minute), then withdrawn; they are published again by the reconcile
-// that follows the daemon's return. When Run's context ends, every record
-// is withdrawn.
+// While the daemon is unreachable (a list or inspect fails, noticed when the
+// event stream ends or at the periodic reconcile) the records are rewritten
+// with state "unknown" (unless Options.NoMarkUnknown), kept for
+// Options.Grace (1 minute), then withdrawn; the reconcile that follows the
+// daemon's return publishes them again as they are. When Run's context
+// ends, every record is withdrawn.
 //
 // # Queries
 //
-// Services and Instances read the records of every node whose status is
-// alive. The records of a node that left vanish at once; those of a node
-// that crashed, and so could not withdraw them, vanish when the failure
-// detector declares it dead. Instances are ordered healthy first: healthy,
-// no health check, starting, unhealthy, then those not running.
+// Services and Instances read, on any node, the records of every node whose
+// status is alive there, decoded with DecodeRecord; records that do not
+// decode (another version) are skipped. Instances are ordered healthy
+// first: healthy, no health check, starting, unhealthy, then those not
+// running (paused, unknown); with onlyHealthy, only running instances whose
+// check passes or that have none.
+//
+// # Crashes and the failure detector
+//
+// A node that stops cleanly should first end its adapter's context and wait
+// for Run to return: the deletes spread as tombstones within a few gossip
+// rounds. Then Node.Leave: peers mark it left and queries drop whatever it
+// still published at once.
+//
+// A node that crashes (or is cut off) withdraws nothing: its peers keep its
+// last records, readable with State, until Config.RemoveAfter. Queries
+// leave them out as soon as the failure detector declares the node dead,
+// after about 18 mean heartbeat intervals of silence with the default phi
+// threshold of 8: about 2 s with DefaultLocalConfig (100 ms rounds), 4 s with
+// DefaultLANConfig. Until then they are listed, with the health they had. A
+// node that comes back under the same ID has a new generation and none of
+// its old keys, so its old records vanish everywhere; its adapter publishes
+// the containers still running at its first reconcile. An adapter restarted
+// on a node that kept running adopts the keys its earlier run left
+// (State(ID())), keeps those still true and deletes the others.
 package docker
