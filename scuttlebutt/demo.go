@@ -109,18 +109,34 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 			}
 		}()
 	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	waitFor(wctx, func() bool {
+		alive := 0
+		for _, ni := range agents[0].node.Nodes() {
+			if ni.Status == scuttlebutt.StatusAlive {
+				alive++
+			}
+		}
+		return alive == len(agents)
+	})
+	cancel()
 	url := "http://" + agents[0].httpAddr() + "/"
+	addr := ""
+	if agents[0].httpAddr() != "127.0.0.1:7777" {
+		addr = " -addr " + agents[0].httpAddr()
+	}
 	fmt.Fprintf(stdout, `scuttlebutt demo: %d nodes on 127.0.0.1, %d service instances.
 
   web page:  %s
-  try:       scuttlebutt members -addr %s
-             scuttlebutt services -addr %s
-             curl %sservices
-             scuttlebutt kv set -addr %s greeting hello
-             scuttlebutt decommission -addr %s node-02
+  try:       scuttlebutt members%s
+             scuttlebutt services%s
+             scuttlebutt hosts -label web%s
+             scuttlebutt kv set%s greeting hello
+             scuttlebutt decommission%s node-02
+             curl %sservices.json
 
-Ctrl-C stops the demo.
-`, *nodes, *instances, url, agents[0].httpAddr(), agents[0].httpAddr(), url, agents[0].httpAddr(), agents[0].httpAddr())
+Ctrl-C stops the demo (every node leaves).
+`, *nodes, *instances, url, addr, addr, addr, addr, addr, url)
 
 	if *lively {
 		go demoLife(ctx, agents, records)

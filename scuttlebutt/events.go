@@ -84,6 +84,26 @@ type subscriber struct {
 	hub   *hub
 	decom *decommissions
 	log   *slog.Logger
+
+	mu   sync.Mutex
+	seen map[string]struct{} // node + "\x00" + service key: logged as added
+}
+
+// firstSeen records a service key and reports whether it is new.
+func (s *subscriber) firstSeen(nodeID, key string, deleted bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = map[string]struct{}{}
+	}
+	k := nodeID + "\x00" + key
+	_, had := s.seen[k]
+	if deleted {
+		delete(s.seen, k)
+	} else {
+		s.seen[k] = struct{}{}
+	}
+	return !had
 }
 
 var (
@@ -144,13 +164,18 @@ func (s *subscriber) logUpdate(nodeID, key, value string) {
 		return
 	}
 	if r, err := docker.DecodeRecord(value); err == nil {
-		s.log.Info("service updated", "node", nodeID, "service", r.Service, "addr", r.Addr(),
+		msg := "service changed"
+		if s.firstSeen(nodeID, key, false) {
+			msg = "service added"
+		}
+		s.log.Info(msg, "node", nodeID, "service", r.Service, "addr", r.Addr(),
 			"health", r.Health, "state", r.State)
 	}
 }
 
 func (s *subscriber) logDelete(nodeID, key string) {
 	if strings.HasPrefix(key, docker.KeyPrefix) {
+		s.firstSeen(nodeID, key, true)
 		s.log.Info("service withdrawn", "node", nodeID, "key", key)
 		return
 	}
