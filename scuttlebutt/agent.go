@@ -136,7 +136,7 @@ func (a *agent) startDocker(f dockerFlags, maxPacket int) error {
 	ad, err := docker.New(a.pub, cli, docker.Options{
 		HostAddr: f.hostAddr, UseContainerAddr: f.container, Explicit: f.explicit,
 		RequireLabel: f.label, MaxValueSize: scuttlebutt.MaxValueSize(maxPacket),
-		Logger: a.log.With("component", "docker"),
+		Logger: a.log,
 	})
 	if err != nil {
 		return fmt.Errorf("-docker: %w", err)
@@ -150,7 +150,7 @@ func (a *agent) startDocker(f dockerFlags, maxPacket int) error {
 			a.log.Error("the Docker adapter stopped", "err", err)
 		}
 	}()
-	a.log.Info("publishing this host's container services", "docker_host", os.Getenv("DOCKER_HOST"))
+	a.log.Info("publishing this host's container services", "daemon", cli.DaemonHost())
 	return nil
 }
 
