@@ -120,7 +120,9 @@ func (n *Node) do(f func(c *Core, now time.Time) error) error {
 	err := f(n.core, time.Now())
 	rd := n.core.Ready()
 	n.events.push(rd.Events)
-	if n.leftCh != nil && n.core.LeaveAcked() >= n.needAck {
+	// Leave waits for acks, or until no live peer is left to give one
+	// (all the others left or died too).
+	if n.leftCh != nil && (n.core.LeaveAcked() >= n.needAck || n.core.Live() == 0) {
 		close(n.leftCh)
 		n.leftCh = nil
 	}

@@ -288,3 +288,39 @@ func TestCreateAssignsRandomID(t *testing.T) {
 		t.Fatalf("random ID %q", n.ID())
 	}
 }
+
+// Nodes that all leave at once do not wait for acks nobody is left to give:
+// each returns once it holds the others' departures, before its deadline.
+func TestEveryoneLeavesAtOnce(t *testing.T) {
+	net := memnet.New()
+	ns := []*scuttlebutt.Node{memNode(t, net, "a", nil), memNode(t, net, "b", nil), memNode(t, net, "c", nil)}
+	for _, n := range ns[1:] {
+		if err := n.Seed([]string{ns[0].Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "all alive", func() bool {
+		for _, n := range ns {
+			for _, i := range n.Nodes() {
+				if i.Status != scuttlebutt.StatusAlive {
+					return false
+				}
+			}
+			if len(n.Nodes()) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errs := make(chan error, len(ns))
+	for _, n := range ns {
+		go func() { errs <- n.Leave(ctx) }()
+	}
+	for range ns {
+		if err := <-errs; err != nil {
+			t.Fatalf("Leave: %v", err)
+		}
+	}
+}

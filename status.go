@@ -1,5 +1,7 @@
 package scuttlebutt
 
+import "fmt"
+
 // Status is what this node believes about another node's liveness.
 type Status uint8
 
@@ -33,3 +35,15 @@ func (s Status) String() string {
 
 // MarshalText encodes the status as its name, for JSON and logs.
 func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText decodes a status name written by MarshalText, so that a
+// NodeInfo read back from JSON keeps its status.
+func (s *Status) UnmarshalText(b []byte) error {
+	for c := StatusAlive; c <= StatusRemoved; c++ {
+		if string(b) == c.String() {
+			*s = c
+			return nil
+		}
+	}
+	return fmt.Errorf("scuttlebutt: unknown status %q", b)
+}
