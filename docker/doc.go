@@ -80,7 +80,7 @@
 // containers every Options.Coalesce (100 ms). A full reconcile also runs
 // every Options.Resync (30 s) and after every resubscription. An event
 // stream that ends is resubscribed with backoff (100 ms doubling to 5 s).
-// While the daemon is unreachable (a list or inspect fails, noticed when the
+// While the daemon is unreachable (a reconcile's list or inspect fails: when the
 // event stream ends or at the periodic reconcile) the records are rewritten
 // with state "unknown" (unless Options.NoMarkUnknown), kept for
 // Options.Grace (1 minute), then withdrawn; the reconcile that follows the
