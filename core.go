@@ -122,13 +122,20 @@ func NewCore(cfg *Config, addr string, now time.Time) (*Core, error) {
 }
 
 // detectorConfig derives the failure detector's settings from the gossip
-// interval: a new peer is judged by a prior of two rounds; recorded
+// interval: a new peer is judged by a prior of ten rounds; recorded
 // intervals are capped at 20 rounds; a local stall of 10 rounds (at least
 // a second) triggers the pause guard.
+//
+// The prior is ten rounds, not one or two, because heartbeats travel in
+// bounded digests: in a large cluster a peer's heartbeat arrives here every
+// few rounds only (every 4 to 12 at 1,000 nodes), and in bursts just after
+// a join, when every node is a recent change. A prior of two rounds, with
+// two quick first samples, convicted hundreds of live peers of a
+// 1,000-node cluster within seconds of its start.
 func (c *Config) detectorConfig() failure.Config {
 	fc := failure.Config{
 		Threshold:       c.PhiThreshold,
-		InitialInterval: 2 * c.GossipInterval,
+		InitialInterval: 10 * c.GossipInterval,
 		MaxInterval:     20 * c.GossipInterval,
 		PauseThreshold:  max(time.Second, 10*c.GossipInterval),
 	}
