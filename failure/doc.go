@@ -45,9 +45,11 @@
 //
 // Prior: a new peer has no history, so the mean includes
 // Config.PriorWeight pseudo-samples of Config.InitialInterval (defaults 2
-// and 1 s): mean = (sum of samples + PriorWeight*InitialInterval) /
-// (samples + PriorWeight). It starts at the prior and moves to the measured
-// mean as samples arrive.
+// and 1 s), which take slots of the window and give them up to real
+// samples: with w = min(PriorWeight, WindowSize - samples),
+// mean = (sum of samples + w*InitialInterval) / (samples + w). It starts at
+// the prior and moves to the measured mean; with a full window it is the
+// measured mean alone.
 //
 // Min samples: until a peer has Config.MinSamples recorded intervals
 // (default 2), Phi is computed as usual but Suspect also requires the silence

@@ -42,10 +42,13 @@ type Config struct {
 	InitialInterval time.Duration
 
 	// PriorWeight is how many pseudo-samples of InitialInterval count in the
-	// mean: mean = (sum of samples + PriorWeight*InitialInterval) /
-	// (samples + PriorWeight). A new peer is thus judged by a mean that starts
-	// at the prior and moves towards the measured mean as samples arrive; with
-	// a full window the prior still weighs PriorWeight/(WindowSize+PriorWeight).
+	// mean. They take window slots, and give them up as real samples fill
+	// the window: with w = min(PriorWeight, WindowSize - samples),
+	// mean = (sum of samples + w*InitialInterval) / (samples + w). A new
+	// peer is thus judged by a mean that starts at the prior and moves to
+	// the measured mean; once the window is full the prior is gone, so a
+	// cautious prior (for large clusters, where a peer's heartbeats arrive
+	// seldom and in bursts at first) does not slow detection later.
 	// Default 2.
 	PriorWeight int
 
@@ -178,7 +181,6 @@ type Detector struct {
 	lastTick int64 // offset of the previous Tick
 	hasTick  bool
 
-	priorNs    float64 // PriorWeight * InitialInterval, in nanoseconds
 	priorBound float64 // Threshold * ln10 * InitialInterval, in nanoseconds
 }
 
@@ -223,7 +225,6 @@ func New(cfg Config) *Detector {
 
 // setDerived computes the values that depend on cfg only.
 func (d *Detector) setDerived() {
-	d.priorNs = float64(d.cfg.PriorWeight) * float64(d.cfg.InitialInterval)
 	d.priorBound = d.cfg.Threshold * ln10 * float64(d.cfg.InitialInterval)
 }
 
@@ -288,11 +289,12 @@ func (d *Detector) record(p *peer, us uint32) {
 
 // meanNs returns the prior-weighted mean interval of p in nanoseconds.
 func (d *Detector) meanNs(p *peer) float64 {
-	n := len(p.samples) + d.cfg.PriorWeight
+	w := max(0, min(d.cfg.PriorWeight, d.cfg.WindowSize-len(p.samples)))
+	n := len(p.samples) + w
 	if n == 0 {
 		return float64(d.cfg.InitialInterval)
 	}
-	return (float64(p.sumUs)*1e3 + d.priorNs) / float64(n)
+	return (float64(p.sumUs)*1e3 + float64(w)*float64(d.cfg.InitialInterval)) / float64(n)
 }
 
 // Phi returns the suspicion level of peer at now:
@@ -380,9 +382,8 @@ func (d *Detector) Forget(peerID string) {
 	delete(d.peers, peerID)
 }
 
-// Mean returns the mean interval used for peer, including the prior:
-// (sum of samples + PriorWeight*InitialInterval) / (samples + PriorWeight),
-// rounded to the nanosecond. ok is false for an unknown peer.
+// Mean returns the mean interval used for peer, including what is left of
+// the prior (see Config.PriorWeight), rounded to the nanosecond. ok is false for an unknown peer.
 func (d *Detector) Mean(peerID string) (mean time.Duration, ok bool) {
 	p, ok := d.peers[peerID]
 	if !ok {

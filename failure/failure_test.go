@@ -118,11 +118,16 @@ func TestPriorDominatesNewPeer(t *testing.T) {
 	if got, want := d.Phi("a", at(100*time.Millisecond+7*time.Second)), 7/(0.7*math.Ln10); !near(got, want) {
 		t.Fatalf("Phi = %v, want %v", got, want)
 	}
-	// Many samples: the mean moves to the measured one.
-	beats(d, "a", 200*time.Millisecond, 100*time.Millisecond, 99) // 99 more intervals, 100 in all
+	// 99 samples: one slot left, so the prior weighs one pseudo-sample.
+	last := beats(d, "a", 200*time.Millisecond, 100*time.Millisecond, 98) // 98 more intervals, 99 in all
 	m, _ := d.Mean("a")
-	if want := dur(12 * float64(time.Second) / 102); m != want {
-		t.Fatalf("Mean with a full window = %v, want %v", m, want)
+	if want := dur(10.9 * float64(time.Second) / 100); m != want {
+		t.Fatalf("Mean with 99 of 100 samples = %v, want %v", m, want)
+	}
+	// A full window: the prior is gone, the mean is the measured one.
+	d.Heartbeat("a", at(last+100*time.Millisecond))
+	if m, _ := d.Mean("a"); m != 100*time.Millisecond {
+		t.Fatalf("Mean with a full window = %v, want 100ms", m)
 	}
 }
 
@@ -165,9 +170,10 @@ func TestWindowSlides(t *testing.T) {
 	d := New(Config{WindowSize: 4, MinSamples: 1})
 	last := beats(d, "a", 0, time.Second, 5)                   // 4 intervals of 1s
 	last = beats(d, "a", last+3*time.Second, 3*time.Second, 4) // 4 intervals of 3s
-	// The 1s samples are forgotten: (4*3s + 2*1s prior) / 6.
+	// The 1s samples are forgotten, and the prior with them: the window
+	// is full of 3s samples.
 	m, _ := d.Mean("a")
-	if want := dur(14 * float64(time.Second) / 6); m != want {
+	if want := 3 * time.Second; m != want {
 		t.Fatalf("Mean = %v, want %v", m, want)
 	}
 	p := d.peers["a"]

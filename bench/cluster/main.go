@@ -7,7 +7,8 @@
 // p99, max, in time and in gossip rounds, against the push-pull bound
 // log3(N)), updates missed, bytes per node per second idle and while updates
 // flow, CPU per node; then how long every live node takes to declare a
-// crashed node dead (first and last node), and how long for a node that
+// crashed node dead (first and last node; after -warm of uptime, so the
+// failure detectors judge by a steady state), and how long for a node that
 // leaves. With -loss it drops that share of datagrams at random, and
 // -falsedeaths D runs the cluster idle for D and counts false deaths.
 package main
@@ -35,6 +36,7 @@ func main() {
 	updates := flag.Int("updates", 20, "updates to time per size")
 	every := flag.Duration("every", 200*time.Millisecond, "time between updates")
 	crashes := flag.Int("crashes", 3, "crashed nodes to time per size")
+	warm := flag.Duration("warm", 15*time.Second, "uptime before the first crash, so the detectors' windows hold a steady state")
 	loss := flag.Float64("loss", 0, "share of datagrams dropped at random, 0 to 1")
 	falseDeaths := flag.Duration("falsedeaths", 0, "if set, run idle this long and count false deaths instead")
 	flag.Parse()
@@ -54,6 +56,9 @@ func main() {
 			b.falseDeaths(*falseDeaths)
 		} else {
 			b.spread(*updates, *every)
+			if up := time.Since(b.started); up < *warm {
+				time.Sleep(*warm - up)
+			}
 			b.detect(*crashes)
 		}
 		b.stop()
@@ -72,6 +77,7 @@ type bench struct {
 	nodes    []*scuttlebutt.Node
 	trs      []*lossy
 	subs     []*watcher
+	started  time.Time // when the cluster had formed
 }
 
 // lossy drops a share of the datagrams a node sends.
@@ -97,7 +103,7 @@ type watcher struct {
 	mu    sync.Mutex
 	seen  map[string]time.Time // key "bench-I" -> first arrival
 	gone  map[string]time.Time // node ID -> NotifyLeave
-	flaps int                  // alive -> dead transitions
+	flaps []time.Time          // alive -> dead transitions
 }
 
 func (w *watcher) NotifyUpdate(id, key, value string) {
@@ -120,8 +126,9 @@ func (w *watcher) NotifyLeave(id string) {
 }
 func (w *watcher) NotifyStatus(id string, from, to scuttlebutt.Status) {
 	if from == scuttlebutt.StatusAlive && to == scuttlebutt.StatusDead {
+		now := time.Now()
 		w.mu.Lock()
-		w.flaps++
+		w.flaps = append(w.flaps, now)
 		w.mu.Unlock()
 	}
 }
@@ -157,6 +164,7 @@ func (b *bench) start() error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	b.started = time.Now()
 	return nil
 }
 
@@ -330,12 +338,25 @@ func (b *bench) waitGone(id string, t0 time.Time, timeout time.Duration) (first,
 // falseDeaths runs the cluster idle for d and counts alive-to-dead
 // transitions: every node is up, so each is a false death.
 func (b *bench) falseDeaths(d time.Duration) {
+	t0 := time.Now()
+	for _, w := range b.subs { // count from the cluster formed
+		w.mu.Lock()
+		w.flaps = nil
+		w.mu.Unlock()
+	}
 	time.Sleep(d)
 	total := 0
+	var at []string
 	for _, w := range b.subs {
 		w.mu.Lock()
-		total += w.flaps
+		total += len(w.flaps)
+		for _, t := range w.flaps {
+			at = append(at, t.Sub(t0).Round(time.Second).String())
+		}
 		w.mu.Unlock()
+	}
+	if len(at) > 0 {
+		fmt.Printf("  false deaths at %s\n", strings.Join(at, " "))
 	}
 	hours := d.Hours() * float64(b.n)
 	fmt.Printf("N=%d interval=%v loss=%.0f%% over %v: %d false deaths (%.2f per node-hour)\n",
