@@ -159,11 +159,20 @@ func (c *Core) addPeer(now time.Time, id string, gen uint64) *peerState {
 	i, _ := slices.BinarySearchFunc(c.order, id, byID)
 	c.order = slices.Insert(c.order, i, p)
 	if id != c.id {
-		c.detector.Heartbeat(id, now)
-		p.deadline = c.deadline(id)
+		c.heard(now, p)
 		c.noteChange(id)
 	}
 	return p
+}
+
+// heard records news of life of a peer: the failure detector gets the
+// arrival, and the peer's deadline (before which judge skips it) is
+// renewed. Every heartbeat goes through here, so the deadline is never
+// stale.
+func (c *Core) heard(now time.Time, p *peerState) {
+	p.lastHeard = now
+	c.detector.Heartbeat(p.id, now)
+	p.deadline = c.deadline(p.id)
 }
 
 func (c *Core) removePeer(id string) {
@@ -423,9 +432,7 @@ func (c *Core) observePeer(now time.Time, from string, e *digestEntry, p *peerSt
 		return
 	}
 	p.heartbeat = e.Heartbeat
-	p.lastHeard = now
-	c.detector.Heartbeat(e.ID, now)
-	p.deadline = c.deadline(e.ID)
+	c.heard(now, p)
 	if p.status == StatusDead {
 		c.setStatus(now, p, c.statusOf(p))
 	}

@@ -400,3 +400,44 @@ func TestSynCarriesWantsFromSynAck(t *testing.T) {
 		t.Fatalf("a's next Syn to b wants %q, not c", wants)
 	}
 }
+
+// A restarted peer is judged by its new incarnation's history, not by the
+// deadline its old one earned: heard once, then silent, it is declared
+// dead when the prior alone convicts (18.4 s with a 1 s prior), although
+// the old incarnation's slow heartbeats had put its deadline much later.
+func TestNewGenerationJudgedAfresh(t *testing.T) {
+	a := newTestCore(t, "a", nil)
+	x := newTestCore(t, "x", nil)
+	joinCores(t, t0, a, x)
+	now := t0
+	tickA := func(until time.Time) {
+		for now.Before(until) {
+			now = now.Add(100 * time.Millisecond)
+			a.Tick(now)
+			a.Ready()
+		}
+	}
+	// The old incarnation beats every 2 s (the recorded-interval cap):
+	// its mean is 2 s, its deadline 36.8 s after its last beat.
+	for range 20 {
+		tickA(now.Add(2 * time.Second))
+		x.Tick(now)
+		x.Ready()
+		exchange(t, now, x, a)
+	}
+	tickA(now.Add(time.Second))
+	x2 := newTestCore(t, "x", func(c *Config) { c.Generation = 2 })
+	joinCores(t, now, a, x2)
+	restarted := now
+	if info, _ := a.NodeInfo("x", now); info.Generation != 2 || info.Status != StatusAlive {
+		t.Fatalf("after the restart a holds x at generation %d, %v", info.Generation, info.Status)
+	}
+	tickA(restarted.Add(18 * time.Second))
+	if info, _ := a.NodeInfo("x", now); info.Status != StatusAlive {
+		t.Fatalf("x declared %v before the prior's bound", info.Status)
+	}
+	tickA(restarted.Add(19 * time.Second))
+	if info, _ := a.NodeInfo("x", now); info.Status != StatusDead {
+		t.Fatalf("x is %v 19 s after its new incarnation fell silent, want dead", info.Status)
+	}
+}

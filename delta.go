@@ -129,9 +129,8 @@ func (c *Core) applyDelta(now time.Time, d *nodeDelta) {
 			return
 		}
 		p.heartbeat = 0
-		c.detector.Forget(p.id)
-		c.detector.Heartbeat(p.id, now)
-		p.lastHeard = now
+		c.detector.Forget(p.id) // a new incarnation: a new history
+		c.heard(now, p)
 		c.replace(now, p, d)
 		// A new generation is a new incarnation: it joins again.
 		p.status = 0
