@@ -395,12 +395,13 @@ func (n *Node) tickLoop() {
 		_ = n.do(func(c *Core, now time.Time) error {
 			c.Tick(now)
 			// A node that knows no live peer seeds again, with backoff.
-			if seeds := c.Seeds(); len(seeds) > 0 && c.Live() == 0 && !n.seeding && !now.Before(n.retryAt) {
-				reseed = seeds
+			switch {
+			case c.Live() > 0:
+				n.retry = n.cfg.SeedRetry
+			case len(c.seeds) > 0 && !n.seeding && !now.Before(n.retryAt):
+				reseed = c.Seeds()
 				n.retryAt = now.Add(n.retry)
 				n.retry = min(2*n.retry, n.cfg.MaxSeedRetry)
-			} else if c.Live() > 0 {
-				n.retry = n.cfg.SeedRetry
 			}
 			return nil
 		})

@@ -68,7 +68,6 @@ func (n *Network) Listen() *Transport {
 		addr:    fmt.Sprintf("mem:%d", n.next),
 		packets: make(chan scuttlebutt.Packet, 1024),
 		streams: make(chan net.Conn, 16),
-		done:    make(chan struct{}),
 	}
 	n.ends[t.addr] = t
 	return t
@@ -94,7 +93,6 @@ type Transport struct {
 	streams chan net.Conn
 	mu      sync.Mutex // guards closed and the channels' closing
 	closed  bool
-	done    chan struct{}
 }
 
 // Addr returns the transport's address.
@@ -158,7 +156,6 @@ func (t *Transport) Close() error {
 	defer t.mu.Unlock()
 	if !t.closed {
 		t.closed = true
-		close(t.done)
 		close(t.packets)
 		close(t.streams)
 	}
