@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 )
 
 // A full-state exchange over a stream sends one frame each way: a 4-byte
@@ -11,10 +12,10 @@ import (
 // message. The joining node writes first.
 
 func writeFrame(w io.Writer, b []byte) error {
-	buf := make([]byte, 4+len(b))
-	binary.BigEndian.PutUint32(buf, uint32(len(b)))
-	copy(buf[4:], b)
-	_, err := w.Write(buf)
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(b)))
+	bufs := net.Buffers{hdr[:], b} // one writev on a TCP connection, no copy
+	_, err := bufs.WriteTo(w)
 	return err
 }
 
