@@ -42,6 +42,12 @@ func dropReason(err error) string {
 		return "other_cluster"
 	case errors.Is(err, errSelf):
 		return "from_self"
+	case errors.Is(err, errAuth):
+		return "auth_failed"
+	case errors.Is(err, errPlaintext):
+		return "plaintext"
+	case errors.Is(err, errEncrypted):
+		return "encrypted"
 	}
 	return "malformed"
 }

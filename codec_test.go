@@ -288,7 +288,7 @@ func TestProtocolDocExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = "99 cd 53 42 01 01 a7 64 65 66 61 75 6c 74 a1 61 07 91 95 a1 61 07 03 02 00 90 90"
+	const want = "99 cd 53 42 02 01 a7 64 65 66 61 75 6c 74 a1 61 07 91 95 a1 61 07 03 02 00 90 90"
 	if got := fmt.Sprintf("% x", b); got != want {
 		t.Fatalf("encoded\n%s\nwant (docs/protocol.md)\n%s", got, want)
 	}

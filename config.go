@@ -3,6 +3,7 @@ package scuttlebutt
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 )
 
@@ -117,7 +118,51 @@ type Config struct {
 	// RandSeed seeds the node's random choices (peers, tie breaks).
 	// Zero: a random seed.
 	RandSeed int64
+
+	// Keyring, if set, encrypts and authenticates every datagram and
+	// stream with AES-GCM (its primary key), and refuses any that does not
+	// decrypt with one of its keys. Every node of the cluster needs a key
+	// in common. Nil: plaintext, which anyone who can reach the port can
+	// read and forge. Keys can be installed, made primary and removed while
+	// the node runs (Keyring's methods), for rotation with no downtime.
+	Keyring *Keyring
+
+	// AcceptPlaintext, with a Keyring, also accepts plaintext datagrams and
+	// streams. Off by default. With SendPlaintext, it moves a running
+	// cluster to encryption one node at a time (docs/daemon.md): 1) every
+	// node gets the key with AcceptPlaintext and SendPlaintext, 2) then
+	// without SendPlaintext, 3) then without AcceptPlaintext.
+	AcceptPlaintext bool
+
+	// SendPlaintext, with a Keyring and AcceptPlaintext, sends plaintext
+	// while accepting both: the first step of a move to encryption.
+	SendPlaintext bool
+
+	// Limits on the state peers can make this node hold, so that a
+	// misbehaving or compromised peer cannot exhaust its memory. Once one
+	// is reached, new nodes and keys are refused (counted in Stats.Refused
+	// and logged once per limit); live state is never evicted to make room.
+	// A node's own writes past a limit fail with a *LimitError. Zero: the
+	// default; negative: no limit.
+
+	// MaxNodes bounds the nodes known, this one included. Default 10,000.
+	MaxNodes int
+	// MaxKeysPerNode bounds one node's keys, tombstones included. Default
+	// 10,000.
+	MaxKeysPerNode int
+	// MaxNodeBytes bounds one node's state: the sum over its keys of key
+	// and value lengths plus EntryOverhead. Default 4 MiB.
+	MaxNodeBytes int
+	// MaxStateBytes bounds the state of all nodes together, counted as
+	// MaxNodeBytes. Default 48 MiB, so that a full state fits in the 64 MiB
+	// a stream may carry.
+	MaxStateBytes int
 }
+
+// EntryOverhead is what one key counts towards MaxNodeBytes and
+// MaxStateBytes besides its key and value: about the memory an entry
+// takes beyond its strings.
+const EntryOverhead = 64
 
 // DefaultLANConfig returns a configuration for nodes in one data centre:
 // 200 ms rounds to 3 peers, as memberlist's LAN gossip, detection in about
@@ -135,6 +180,10 @@ func DefaultLANConfig() *Config {
 		SeedRetry:      500 * time.Millisecond,
 		MaxSeedRetry:   30 * time.Second,
 		StreamTimeout:  10 * time.Second,
+		MaxNodes:       10_000,
+		MaxKeysPerNode: 10_000,
+		MaxNodeBytes:   4 << 20,
+		MaxStateBytes:  48 << 20,
 	}
 }
 
@@ -209,7 +258,23 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.StreamTimeout == 0 {
 		out.StreamTimeout = d.StreamTimeout
 	}
+	out.MaxNodes = limitOr(out.MaxNodes, d.MaxNodes)
+	out.MaxKeysPerNode = limitOr(out.MaxKeysPerNode, d.MaxKeysPerNode)
+	out.MaxNodeBytes = limitOr(out.MaxNodeBytes, d.MaxNodeBytes)
+	out.MaxStateBytes = limitOr(out.MaxStateBytes, d.MaxStateBytes)
 	return out, out.validate()
+}
+
+// limitOr returns a limit's value in force: def for zero, no limit for a
+// negative value.
+func limitOr(v, def int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return math.MaxInt
+	}
+	return v
 }
 
 func (c *Config) validate() error {
@@ -233,6 +298,12 @@ func (c *Config) validate() error {
 		return bad("TombstoneTTL and RemoveAfter must not be negative")
 	case c.SeedRetry <= 0 || c.MaxSeedRetry < c.SeedRetry:
 		return bad("SeedRetry %v must be positive and at most MaxSeedRetry %v", c.SeedRetry, c.MaxSeedRetry)
+	case c.Keyring != nil && len(c.Keyring.Keys()) == 0:
+		return bad("Keyring has no key")
+	case c.Keyring == nil && (c.AcceptPlaintext || c.SendPlaintext):
+		return bad("AcceptPlaintext and SendPlaintext need a Keyring")
+	case c.SendPlaintext && !c.AcceptPlaintext:
+		return bad("SendPlaintext needs AcceptPlaintext: a node that sends plaintext must accept it")
 	}
 	for k, v := range c.InitialState {
 		if err := checkKeyValue(k, v, c.MaxPacketSize); err != nil {

@@ -66,6 +66,12 @@ type Core struct {
 
 	live, dead []string // scratch of targets
 
+	stateBytes int             // entrySize over every node's keys (limits.go)
+	limitsHit  map[string]bool // limits already reported by an EventLimit
+
+	aad      []byte // what every envelope authenticates (envelope.go)
+	maxPlain int    // the largest encoded message: MaxPacketSize less the envelope when sealing
+
 	out    []Outgoing
 	events []Event
 	stats  coreStats
@@ -103,8 +109,15 @@ func NewCore(cfg *Config, addr string, now time.Time) (*Core, error) {
 		removed:  make(map[string]removal),
 		detector: failure.New(full.detectorConfig()),
 		lastGC:   now,
+		aad:      additionalData(full.ClusterID),
+	}
+	c.maxPlain = full.MaxPacketSize
+	if c.sealing() {
+		c.maxPlain -= EnvelopeOverhead
 	}
 	c.stats.Dropped = make(map[string]uint64)
+	c.stats.Refused = make(map[string]uint64)
+	c.limitsHit = make(map[string]bool)
 	c.self = c.addPeer(now, c.id, gen)
 	c.self.status = StatusAlive
 	if addr != "" {
@@ -154,6 +167,7 @@ func (c *Core) Generation() uint64 { return c.self.gen }
 
 func (c *Core) addPeer(now time.Time, id string, gen uint64) *peerState {
 	p := newPeerState(id, gen)
+	p.total = &c.stateBytes
 	p.since, p.lastHeard = now, now
 	c.peers[id] = p
 	i, _ := slices.BinarySearchFunc(c.order, id, byID)
@@ -176,6 +190,9 @@ func (c *Core) heard(now time.Time, p *peerState) {
 }
 
 func (c *Core) removePeer(id string) {
+	if p := c.peers[id]; p != nil {
+		p.account(-p.bytes)
+	}
 	delete(c.peers, id)
 	if i, ok := slices.BinarySearchFunc(c.order, id, byID); ok {
 		c.order = slices.Delete(c.order, i, i+1)
@@ -211,6 +228,9 @@ func (c *Core) Ready() Ready {
 func (c *Core) Set(now time.Time, key, value string) error {
 	if err := checkKeyValue(key, value, c.cfg.MaxPacketSize); err != nil {
 		return err
+	}
+	if limit, ok := c.overLimit(c.self, key, value); !ok {
+		return &LimitError{Limit: limit}
 	}
 	c.setLocal(now, key, value, false)
 	return nil
@@ -444,7 +464,11 @@ func (c *Core) observePeer(now time.Time, from string, e *digestEntry, p *peerSt
 func (c *Core) Step(now time.Time, addr string, data []byte) error {
 	c.stats.PacketsIn++
 	c.stats.BytesIn += uint64(len(data))
-	m, err := decodeMessage(data, c.cfg.MaxPacketSize, c.cfg.ClusterID)
+	var m *message
+	plain, err := c.unwrap(data)
+	if err == nil {
+		m, err = decodeMessage(plain, c.cfg.MaxPacketSize, c.cfg.ClusterID)
+	}
 	if err == nil && m.Type == msgFull {
 		err = fmt.Errorf("%w: full state in a datagram", errBadType)
 	}
@@ -493,7 +517,7 @@ func (c *Core) onSyn(now time.Time, addr string, m *message) {
 	}
 	reqs = c.wantedBy(reqs, m.Wants)
 	reply := message{Type: msgSynAck, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
-	budget := c.cfg.MaxPacketSize - messageHeaderSize(msgSynAck, reply.Cluster, reply.From, reply.Gen)
+	budget := c.maxPlain - messageHeaderSize(msgSynAck, reply.Cluster, reply.From, reply.Gen)
 	reply.Wants, budget = fitEntries(wants, budget-maxArrayHeader, budget/4)
 	reserve := min(budget/4, 1+len(c.order)*(MaxIDSize+40))
 	var used int
@@ -555,7 +579,7 @@ func (c *Core) onSynAck(now time.Time, addr string, m *message) {
 		return
 	}
 	ack := message{Type: msgAck, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
-	budget := c.cfg.MaxPacketSize - messageHeaderSize(msgAck, ack.Cluster, ack.From, ack.Gen) + 1
+	budget := c.maxPlain - messageHeaderSize(msgAck, ack.Cluster, ack.From, ack.Gen) + 1
 	ack.Deltas, _ = c.buildDeltas(reqs, budget)
 	if len(ack.Deltas) > 0 {
 		c.send(addr, &ack)
@@ -575,22 +599,23 @@ func (c *Core) addPull(w digestEntry) {
 // sendSyn opens an exchange with addr: wants, then a bounded digest.
 func (c *Core) sendSyn(addr string) {
 	m := message{Type: msgSyn, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
-	budget := c.cfg.MaxPacketSize - messageHeaderSize(msgSyn, m.Cluster, m.From, m.Gen)
+	budget := c.maxPlain - messageHeaderSize(msgSyn, m.Cluster, m.From, m.Gen)
 	m.Wants, budget = fitEntries(c.pulls, budget-maxArrayHeader, budget/4)
 	m.Digest, _ = c.fillDigest(nil, budget-maxArrayHeader, c.newMark(), nil)
 	c.send(addr, &m)
 }
 
-// send encodes m into the outbox. A message over MaxPacketSize is a bug of
-// the budget arithmetic: it is counted and not sent.
+// send encodes m into the outbox, sealed if this node encrypts. A message
+// over MaxPacketSize is a bug of the budget arithmetic: it is counted and
+// not sent.
 func (c *Core) send(addr string, m *message) {
 	c.buf.Reset()
 	b, err := m.encode(&c.buf)
-	if err != nil || len(b) > c.cfg.MaxPacketSize {
+	if err != nil || len(b) > c.maxPlain {
 		c.stats.Dropped["oversize_out"]++
 		return
 	}
-	data := slices.Clone(b)
+	data := c.wrap(b)
 	c.out = append(c.out, Outgoing{To: addr, Data: data})
 	c.stats.PacketsOut++
 	c.stats.BytesOut += uint64(len(data))
@@ -611,18 +636,25 @@ func (c *Core) FullState() ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	b, err := m.encode(&buf)
-	if err == nil && len(b) > maxStreamSize {
+	if err == nil && len(b)+EnvelopeOverhead > maxStreamSize {
 		err = fmt.Errorf("%w: full state of %d bytes", errTooLarge, len(b))
 	}
 	c.stats.StreamsOut++
-	return b, err
+	if err != nil {
+		return nil, err
+	}
+	return c.wrap(b), nil
 }
 
 // StepFull applies a full state received over a stream, and returns the
 // sender's ID.
 func (c *Core) StepFull(now time.Time, data []byte) (string, error) {
 	c.stats.StreamsIn++
-	m, err := decodeMessage(data, maxStreamSize, c.cfg.ClusterID)
+	var m *message
+	plain, err := c.unwrap(data)
+	if err == nil {
+		m, err = decodeMessage(plain, maxStreamSize, c.cfg.ClusterID)
+	}
 	if err == nil && m.Type != msgFull {
 		err = fmt.Errorf("%w: %v on a stream", errBadType, m.Type)
 	}

@@ -119,6 +119,14 @@ func (c *Core) applyDelta(now time.Time, d *nodeDelta) {
 		if d.FromVersion != 0 {
 			return
 		}
+		if len(c.peers) >= c.cfg.MaxNodes {
+			c.refuse(limitNodes, d.ID)
+			return
+		}
+		if limit, ok := c.fitsWhole(d, 0); !ok {
+			c.refuse(limit, d.ID)
+			return
+		}
 		p = c.addPeer(now, d.ID, d.Gen)
 		c.replace(now, p, d)
 		c.setStatus(now, p, c.statusOf(p))
@@ -126,6 +134,10 @@ func (c *Core) applyDelta(now time.Time, d *nodeDelta) {
 		return
 	case d.Gen > p.gen:
 		if d.FromVersion != 0 {
+			return
+		}
+		if limit, ok := c.fitsWhole(d, p.bytes); !ok {
+			c.refuse(limit, d.ID)
 			return
 		}
 		p.heartbeat = 0
@@ -136,6 +148,10 @@ func (c *Core) applyDelta(now time.Time, d *nodeDelta) {
 		p.status = 0
 		c.setStatus(now, p, c.statusOf(p))
 	case d.Reset && p.maxVersion < d.LastGC && p.lastGC < d.LastGC:
+		if limit, ok := c.fitsWhole(d, p.bytes); !ok {
+			c.refuse(limit, d.ID)
+			return
+		}
 		c.replace(now, p, d)
 		c.updateLeft(now, p)
 	default:
@@ -145,16 +161,36 @@ func (c *Core) applyDelta(now time.Time, d *nodeDelta) {
 		}
 		before := p.maxVersion
 		for i := range d.Entries {
-			c.putEntry(now, p, &d.Entries[i])
+			we := &d.Entries[i]
+			if we.Version <= p.maxVersion {
+				continue
+			}
+			value := we.Value
+			if we.Deleted {
+				value = ""
+			}
+			if limit, ok := c.overLimit(p, we.Key, value); !ok {
+				// Hold the prefix taken so far, no more: the rest
+				// is refused and asked for again later.
+				c.refuse(limit, d.ID)
+				c.afterApply(now, p, before)
+				return
+			}
+			c.putEntry(now, p, we)
 		}
 		if d.MaxVersion > p.maxVersion {
 			p.maxVersion = d.MaxVersion
 		}
-		if p.maxVersion != before {
-			c.noteChange(p.id)
-		}
-		c.updateLeft(now, p)
+		c.afterApply(now, p, before)
 	}
+}
+
+// afterApply notes a change of p's state, if its version rose from before.
+func (c *Core) afterApply(now time.Time, p *peerState, before uint64) {
+	if p.maxVersion != before {
+		c.noteChange(p.id)
+	}
+	c.updateLeft(now, p)
 }
 
 // putEntry applies one entry if it is newer than all held, and announces it.

@@ -15,6 +15,11 @@ const (
 	EventUpdate
 	// EventDelete: a key of a node was deleted.
 	EventDelete
+	// EventLimit: state from peers was refused because a limit of Config
+	// was reached (Key names it: "nodes", "keys_per_node", "node_bytes",
+	// "state_bytes"); NodeID is the node whose state was refused. Sent the
+	// first time each limit is hit; Stats.Refused counts every refusal.
+	EventLimit
 )
 
 // Event is a change the core announces: membership and state changes of

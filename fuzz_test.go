@@ -43,9 +43,16 @@ func fuzzSeeds(t testing.TB) [][]byte {
 
 // fuzzFixture returns a and b, joined, each with keys, a tombstone and a
 // collected tombstone.
-func fuzzFixture(t testing.TB) (*Core, *Core) {
-	a := newTestCore(t, "a", withTTL)
-	b := newTestCore(t, "b", withTTL)
+func fuzzFixture(t testing.TB) (*Core, *Core) { return fuzzFixtureWith(t, nil) }
+
+// fuzzFixtureWith is fuzzFixture with the cores tuned, e.g. encrypted.
+func fuzzFixtureWith(t testing.TB, tune func(*Config)) (*Core, *Core) {
+	all := withTTL
+	if tune != nil {
+		all = both(withTTL, tune)
+	}
+	a := newTestCore(t, "a", all)
+	b := newTestCore(t, "b", all)
 	joinCores(t, t0, a, b)
 	for _, c := range []*Core{a, b} {
 		mustSet(t, c, t0, "k1", "v1")
@@ -145,7 +152,11 @@ func checkCore(t *testing.T, c *Core) {
 		if len(m.Data) > c.cfg.MaxPacketSize {
 			t.Fatalf("sent %d bytes", len(m.Data))
 		}
-		if _, err := decodeMessage(m.Data, c.cfg.MaxPacketSize, c.cfg.ClusterID); err != nil {
+		plain, err := c.unwrap(m.Data)
+		if err != nil {
+			t.Fatalf("sent a datagram it cannot open: %v", err)
+		}
+		if _, err := decodeMessage(plain, c.cfg.MaxPacketSize, c.cfg.ClusterID); err != nil {
 			t.Fatalf("sent a datagram it cannot decode: %v", err)
 		}
 	}
@@ -156,8 +167,24 @@ func checkCore(t *testing.T, c *Core) {
 
 func FuzzCoreStep(f *testing.F) {
 	addSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzStep(t, nil, data) })
+}
+
+// FuzzCoreStepEncrypted runs FuzzCoreStep's checks on the decrypting path:
+// each input goes in as it is (the envelope's parser) and sealed with the
+// cluster's key (the decoder behind authentication).
+func FuzzCoreStepEncrypted(f *testing.F) {
+	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		a, _ := fuzzFixture(t)
+		fuzzStep(t, withKeys(key1), data)
+		b := newTestCore(t, "b", withKeys(key1))
+		fuzzStep(t, withKeys(key1), b.wrap(data))
+	})
+}
+
+func fuzzStep(t *testing.T, tune func(*Config), data []byte) {
+	{
+		a, _ := fuzzFixtureWith(t, tune)
 		before := dumpAll(a)
 		dropped := a.Stats().Dropped
 		err := a.Step(t0.Add(time.Hour), "addr-b", data)
@@ -177,13 +204,28 @@ func FuzzCoreStep(f *testing.F) {
 		// Whatever it took in, it still gossips within bounds.
 		a.Tick(t0.Add(time.Hour))
 		checkCore(t, a)
-	})
+	}
 }
 
 func FuzzCoreStepFull(f *testing.F) {
 	addSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzStepFull(t, nil, data) })
+}
+
+// FuzzCoreStepFullEncrypted is FuzzCoreStepFull on the decrypting path, as
+// FuzzCoreStepEncrypted.
+func FuzzCoreStepFullEncrypted(f *testing.F) {
+	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		a, _ := fuzzFixture(t)
+		fuzzStepFull(t, withKeys(key1), data)
+		b := newTestCore(t, "b", withKeys(key1))
+		fuzzStepFull(t, withKeys(key1), b.wrap(data))
+	})
+}
+
+func fuzzStepFull(t *testing.T, tune func(*Config), data []byte) {
+	{
+		a, _ := fuzzFixtureWith(t, tune)
 		before := dumpAll(a)
 		_, err := a.StepFull(t0.Add(time.Hour), data)
 		if err != nil {
@@ -198,10 +240,14 @@ func FuzzCoreStepFull(f *testing.F) {
 		checkCore(t, a)
 		a.Tick(t0.Add(time.Hour))
 		checkCore(t, a)
-		if full, err := a.FullState(); err != nil {
+		full, err := a.FullState()
+		if err != nil {
 			t.Fatalf("FullState after the stream: %v", err)
-		} else if _, err := decodeMessage(full, maxStreamSize, a.cfg.ClusterID); err != nil {
+		}
+		if plain, err := a.unwrap(full); err != nil {
+			t.Fatalf("FullState cannot be opened: %v", err)
+		} else if _, err := decodeMessage(plain, maxStreamSize, a.cfg.ClusterID); err != nil {
 			t.Fatalf("FullState is not decodable: %v", err)
 		}
-	})
+	}
 }

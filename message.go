@@ -7,8 +7,8 @@ const (
 	// magic opens every message: "SB".
 	magic = 0x5342
 	// protocolVersion is the version of the wire format. Messages of
-	// another version are refused.
-	protocolVersion = 1
+	// another version are refused. 2: the encrypted envelope (envelope.go).
+	protocolVersion = 2
 )
 
 // msgType is the kind of a message.

@@ -33,10 +33,11 @@ type Node struct {
 	leftCh  chan struct{} // closed when enough peers hold this node's Leave
 	needAck int
 
-	events *eventQueue
-	done   chan struct{}
-	wg     sync.WaitGroup
-	once   sync.Once
+	events  *eventQueue
+	refused refusalLog // datagrams and streams refused for their encryption
+	done    chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
 }
 
 // Create starts a node: it listens, and gossips with the peers it learns
@@ -274,6 +275,9 @@ func (n *Node) serveStream(conn net.Conn) {
 	})
 	if err != nil {
 		n.log.Debug("stream refused", "from", conn.RemoteAddr(), "err", err)
+		if errors.Is(err, errAuth) || errors.Is(err, errPlaintext) || errors.Is(err, errEncrypted) {
+			n.refused.note(n.log, time.Now(), conn.RemoteAddr().String(), err)
+		}
 		return
 	}
 	if err := writeFrame(conn, mine); err != nil {
@@ -419,10 +423,36 @@ func (n *Node) packetLoop() {
 	defer n.wg.Done()
 	for p := range n.tr.Packets() {
 		err := n.do(func(c *Core, _ time.Time) error { return c.Step(p.At, p.From, p.Data) })
-		if err != nil && !errors.Is(err, ErrClosed) {
-			n.log.Debug("packet dropped", "from", p.From, "bytes", len(p.Data), "err", err)
+		if err == nil || errors.Is(err, ErrClosed) {
+			continue
+		}
+		n.log.Debug("packet dropped", "from", p.From, "bytes", len(p.Data), "err", err)
+		if errors.Is(err, errAuth) || errors.Is(err, errPlaintext) || errors.Is(err, errEncrypted) {
+			n.refused.note(n.log, p.At, p.From, err)
 		}
 	}
+}
+
+// refusalLog turns datagrams refused for their encryption into at most one
+// warning a minute: a peer with the wrong key sends several a second, and
+// an attacker can send far more.
+// It is safe for concurrent use (datagrams and streams).
+type refusalLog struct {
+	mu    sync.Mutex
+	last  time.Time
+	count int
+}
+
+func (r *refusalLog) note(log *slog.Logger, now time.Time, from string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.count++
+	if now.Sub(r.last) < time.Minute {
+		return
+	}
+	log.Warn("refusing datagrams that fail encryption checks; check that every node has a key in common (and -encrypt on all or none)",
+		"refused", r.count, "latest_from", from, "reason", err)
+	r.last, r.count = now, 0
 }
 
 func (n *Node) streamLoop() {
@@ -475,6 +505,9 @@ func (n *Node) deliver(e Event) {
 		if s, ok := ss.(DeleteSubscriber); ok {
 			s.NotifyDelete(e.NodeID, e.Key)
 		}
+	case EventLimit:
+		n.log.Warn("state limit reached: refusing state from peers past it (logged once; Stats.Refused counts)",
+			"limit", e.Key, "node", e.NodeID)
 	}
 }
 

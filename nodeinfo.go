@@ -27,5 +27,6 @@ type Stats struct {
 	StreamsIn      uint64            `json:"streams_in"`
 	StreamsOut     uint64            `json:"streams_out"`
 	Dropped        map[string]uint64 `json:"dropped"` // packets dropped, by reason
+	Refused        map[string]uint64 `json:"refused"` // deltas refused by a state limit, by limit
 	MaxPacketBytes int               `json:"max_packet_bytes"`
 }

@@ -38,7 +38,9 @@ type peerState struct {
 	keys       map[string]*entry
 	byVersion  []*entry
 	tombstones int
-	live       int // live (not deleted), non-reserved keys
+	live       int  // live (not deleted), non-reserved keys
+	bytes      int  // entrySize summed over keys: what MaxNodeBytes bounds
+	total      *int // the core's sum of bytes over all nodes, or nil
 
 	mark      uint64 // digest selection stamp (Core.newMark)
 	addr      string // from keyAddr
@@ -81,11 +83,23 @@ func isReserved(key string) bool {
 	return len(key) >= len(ReservedPrefix) && key[:len(ReservedPrefix)] == ReservedPrefix
 }
 
+// entrySize is what an entry counts towards the state limits.
+func entrySize(key, value string) int { return len(key) + len(value) + EntryOverhead }
+
+// account adds n to the bytes of this node and of the core's total.
+func (p *peerState) account(n int) {
+	p.bytes += n
+	if p.total != nil {
+		*p.total += n
+	}
+}
+
 // put stores an entry whose version is higher than any held. The caller
 // makes sure of that (owner: next version; receiver: contiguous deltas).
 func (p *peerState) put(e *entry, now time.Time) {
 	if old, ok := p.keys[e.key]; ok {
 		p.unindex(old)
+		p.account(-entrySize(old.key, old.value))
 	}
 	if e.deleted {
 		e.deletedAt = now
@@ -94,6 +108,7 @@ func (p *peerState) put(e *entry, now time.Time) {
 	} else if !isReserved(e.key) {
 		p.live++
 	}
+	p.account(entrySize(e.key, e.value))
 	p.keys[e.key] = e
 	if n := len(p.byVersion); n == 0 || p.byVersion[n-1].version < e.version {
 		p.byVersion = append(p.byVersion, e)
@@ -144,6 +159,7 @@ func (p *peerState) collect(now time.Time, ttl time.Duration) {
 	for _, e := range p.byVersion {
 		if e.deleted && now.Sub(e.deletedAt) >= ttl {
 			delete(p.keys, e.key)
+			p.account(-entrySize(e.key, e.value))
 			p.tombstones--
 			if e.version > p.lastGC {
 				p.lastGC = e.version
@@ -159,6 +175,7 @@ func (p *peerState) collect(now time.Time, ttl time.Duration) {
 // reset empties the state for a new generation or a full replacement.
 func (p *peerState) reset(gen uint64) {
 	p.gen = gen
+	p.account(-p.bytes)
 	p.maxVersion, p.lastGC, p.tombstones, p.live = 0, 0, 0, 0
 	p.keys = make(map[string]*entry)
 	p.byVersion = nil

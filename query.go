@@ -69,6 +69,7 @@ func (c *Core) Live() int {
 func (c *Core) Stats() Stats {
 	s := c.stats.Stats
 	s.Dropped = maps.Clone(c.stats.Dropped)
+	s.Refused = maps.Clone(c.stats.Refused)
 	return s
 }
 

@@ -1,0 +1,76 @@
+package scuttlebutt
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// The encrypted envelope (docs/protocol.md, "Encryption"). With a Keyring,
+// every datagram and every stream frame is
+//
+//	0xC1 | version | nonce (12) | AES-GCM ciphertext of the message | tag (16)
+//
+// 0xC1 is the one byte msgpack never uses, so an envelope can never be
+// mistaken for a plaintext message (which opens with a msgpack array). The
+// version is in clear so that a node of another protocol version is told
+// apart and counted; it is authenticated too, with "SB", and the cluster
+// ID, as additional data: a message of another cluster or version fails
+// authentication instead of being parsed.
+
+const (
+	envelopeMarker = 0xC1
+	// EnvelopeOverhead is what encryption adds to a datagram: marker,
+	// version, nonce and tag. It comes out of MaxPacketSize, never on top
+	// of it; PacketOverhead already leaves room for it, so the value limit
+	// is the same with or without encryption.
+	EnvelopeOverhead = 2 + 12 + 16
+)
+
+// Reasons a datagram or stream is refused before decoding, counted in
+// Stats.Dropped.
+var (
+	errAuth      = errors.New("failed authentication: not encrypted with a key of this keyring, or altered")
+	errPlaintext = errors.New("plaintext refused: this node requires encryption")
+	errEncrypted = errors.New("encrypted, but this node has no keyring")
+)
+
+// additionalData is what every envelope of this cluster authenticates
+// besides its ciphertext.
+func additionalData(cluster string) []byte {
+	return append([]byte{'S', 'B', protocolVersion}, cluster...)
+}
+
+// wrap returns the bytes to send for an encoded message: sealed with the
+// keyring's primary key, or a copy of the plaintext when there is no
+// keyring or SendPlaintext is set.
+func (c *Core) wrap(plain []byte) []byte {
+	if !c.sealing() {
+		return slices.Clone(plain)
+	}
+	return c.cfg.Keyring.seal(make([]byte, 0, len(plain)+EnvelopeOverhead), plain, c.aad)
+}
+
+// sealing tells whether this node encrypts what it sends.
+func (c *Core) sealing() bool { return c.cfg.Keyring != nil && !c.cfg.SendPlaintext }
+
+// unwrap returns the message inside received bytes: the plaintext of an
+// envelope, or the bytes themselves if plaintext is accepted here.
+func (c *Core) unwrap(data []byte) ([]byte, error) {
+	if len(data) == 0 || data[0] != envelopeMarker {
+		if c.cfg.Keyring != nil && !c.cfg.AcceptPlaintext {
+			return nil, errPlaintext
+		}
+		return data, nil
+	}
+	if c.cfg.Keyring == nil {
+		return nil, errEncrypted
+	}
+	if len(data) < EnvelopeOverhead {
+		return nil, fmt.Errorf("%w: envelope of %d bytes", errTruncated, len(data))
+	}
+	if data[1] != protocolVersion {
+		return nil, fmt.Errorf("%w %d", errBadVersion, data[1])
+	}
+	return c.cfg.Keyring.open(nil, data[2:], c.aad)
+}
