@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -54,6 +55,8 @@ type agentOptions struct {
 	dockerOpts dockerFlags
 	log        *slog.Logger // the operator's log
 	libLog     *slog.Logger // the library's log; nil: none
+	keyring    string       // -keyring-file: where key changes are saved
+	httpOpts   httpFlags
 }
 
 // startAgent creates the node and starts serving HTTP. It does not join.
@@ -87,6 +90,20 @@ func startAgent(opt agentOptions) (*agent, error) {
 	so := serverOptions{
 		token: opt.token, maxValue: scuttlebutt.MaxValueSize(maxPacket),
 		dockerOwned: opt.docker, log: log, ctx: watchCtx,
+		checkHosts: true, allowHosts: allowedHosts(opt.httpAddr, opt.httpOpts.allowHosts),
+		maxWatch: opt.httpOpts.maxWatch, maxWatchPerClient: opt.httpOpts.maxWatchPerClient,
+	}
+	if cfg.Keyring != nil {
+		so.keys = &keyManager{kr: cfg.Keyring, file: opt.keyring, log: log}
+	}
+	var tlsConfig *tls.Config
+	if opt.httpOpts.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(opt.httpOpts.tlsCert, opt.httpOpts.tlsKey)
+		if err != nil {
+			node.Close()
+			return nil, fmt.Errorf("-http-tls-cert %s, -http-tls-key %s: %w", opt.httpOpts.tlsCert, opt.httpOpts.tlsKey, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	if opt.httpAddr != "" {
 		ln, err := net.Listen("tcp", opt.httpAddr)
@@ -94,12 +111,16 @@ func startAgent(opt agentOptions) (*agent, error) {
 			node.Close()
 			return nil, fmt.Errorf("cannot serve HTTP on %s: %w; choose another -http address (or -http '' to disable it)", opt.httpAddr, err)
 		}
-		a.httpLn = ln
 		so.loopbackOnly = isLoopbackListen(ln.Addr().String()) || isLoopbackListen(opt.httpAddr)
+		if opt.httpOpts.maxConnsPerClient > 0 {
+			ln = newConnLimitListener(ln, opt.httpOpts.maxConnsPerClient)
+		}
+		a.httpLn = ln
 	}
 	a.srv = newServer(a.pub, h, d, so)
 	if a.httpLn != nil {
 		a.httpSrv = &http.Server{
+			TLSConfig:         tlsConfig,
 			Handler:           a.srv,
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
@@ -109,7 +130,11 @@ func startAgent(opt agentOptions) (*agent, error) {
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
 		go func() {
-			if err := a.httpSrv.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serve := a.httpSrv.Serve
+			if tlsConfig != nil {
+				serve = func(ln net.Listener) error { return a.httpSrv.ServeTLS(ln, "", "") }
+			}
+			if err := serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.httpErr <- err
 			}
 		}()
@@ -152,6 +177,20 @@ func (a *agent) startDocker(f dockerFlags, maxPacket int) error {
 	}()
 	a.log.Info("publishing this host's container services", "daemon", cli.DaemonHost())
 	return nil
+}
+
+// allowedHosts returns the host names the HTTP API answers to besides IP
+// literals and localhost: this host's name, the host of -http if it is a
+// name, and -http-allow-host.
+func allowedHosts(httpAddr string, extra []string) []string {
+	names := slices.Clone(extra)
+	if h, err := os.Hostname(); err == nil {
+		names = append(names, h)
+	}
+	if h, _, err := net.SplitHostPort(httpAddr); err == nil && h != "" && net.ParseIP(h) == nil {
+		names = append(names, h)
+	}
+	return names
 }
 
 // httpAddr returns the address the HTTP API listens on, or "".
@@ -307,14 +346,23 @@ func runAgent(args []string, stderr io.Writer) int {
 
 	a, err := startAgent(agentOptions{
 		cfg: cfg, httpAddr: c.http, token: c.token, docker: c.docker, dockerOpts: c.dockerOpts,
-		log: log, libLog: libLog,
+		log: log, libLog: libLog, keyring: c.encryption.file, httpOpts: c.httpOpts,
 	})
 	if err != nil {
 		log.Error(err.Error())
 		return exitError
 	}
 	log.Info("agent started", "id", a.node.ID(), "addr", a.node.Addr(), "cluster", cfg.ClusterID,
-		"http", a.httpAddr(), "config", c.preset)
+		"http", a.httpAddr(), "tls", c.httpOpts.tlsCert != "", "config", c.preset, "encrypted", cfg.Keyring != nil)
+	switch {
+	case cfg.Keyring == nil && !isLoopbackListen(a.node.Addr()):
+		log.Warn("gossip is not encrypted: whoever reaches UDP/TCP " + a.node.Addr() + " can read and forge the cluster's state; " +
+			"give every agent the same -encrypt KEY (scuttlebutt keygen makes one)")
+	case cfg.SendPlaintext:
+		log.Warn("sending gossip unencrypted (-encrypt-send-plaintext): a step of moving the cluster to encryption; drop it once every node has the key")
+	case cfg.AcceptPlaintext:
+		log.Warn("accepting unencrypted gossip (-encrypt-accept-plaintext): a step of moving the cluster to encryption; drop it once no node sends plaintext")
+	}
 	a.join(c.join)
 
 	decommissioned := make(chan struct{})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -40,6 +41,8 @@ type server struct {
 	dockerOwned  bool   // svc/ keys belong to the Docker adapter
 	metrics      http.Handler
 	ctx          context.Context // ends when the server shuts down (ends /v1/watch streams)
+	keys         *keyManager     // nil: the agent does not encrypt
+	watches      *streamLimit
 	handler      http.Handler
 }
 
@@ -50,6 +53,12 @@ type serverOptions struct {
 	dockerOwned  bool
 	log          *slog.Logger
 	ctx          context.Context
+	keys         *keyManager
+	// checkHosts refuses Host headers other than IP literals, localhost
+	// and allowHosts (hostGuard).
+	checkHosts                  bool
+	allowHosts                  []string
+	maxWatch, maxWatchPerClient int // 0: 256 and 32
 }
 
 func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *server {
@@ -66,10 +75,14 @@ func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *serv
 		node: n, hub: h, decom: d, log: opt.log, started: time.Now(),
 		services: &servicesCache{node: n, hub: h},
 		token:    opt.token, loopbackOnly: opt.loopbackOnly, maxValue: opt.maxValue,
-		dockerOwned: opt.dockerOwned, ctx: opt.ctx,
+		dockerOwned: opt.dockerOwned, ctx: opt.ctx, keys: opt.keys,
+		watches: newStreamLimit(cmp.Or(opt.maxWatch, 256), cmp.Or(opt.maxWatchPerClient, 32)),
 	}
 	s.metrics = newMetricsHandler(s)
 	s.handler = s.routes()
+	if opt.checkHosts {
+		s.handler = newHostGuard(opt.allowHosts, s.handler)
+	}
 	return s
 }
 
@@ -98,11 +111,20 @@ func (s *server) routes() http.Handler {
 	writes.HandleFunc("DELETE /v1/kv/{key...}", s.handleKVDelete)
 	writes.HandleFunc("POST /v1/nodes/{id}/decommission", s.handleDecommission)
 	writes.HandleFunc("DELETE /v1/nodes/{id}/decommission", s.handleClearDecommission)
+	writes.HandleFunc("GET /v1/keys", s.handleKeys)
+	writes.HandleFunc("POST /v1/keys", s.handleKeyInstall)
+	writes.HandleFunc("POST /v1/keys/{fingerprint}/use", s.handleKeyUse)
+	writes.HandleFunc("DELETE /v1/keys/{fingerprint}", s.handleKeyRemove)
 	guarded := s.requireWrite(writes)
 	mux.Handle("PUT /v1/kv/{key...}", guarded)
 	mux.Handle("DELETE /v1/kv/{key...}", guarded)
 	mux.Handle("POST /v1/nodes/{id}/decommission", guarded)
 	mux.Handle("DELETE /v1/nodes/{id}/decommission", guarded)
+	// The keyring: key changes are writes, and so is the listing.
+	mux.Handle("GET /v1/keys", guarded)
+	mux.Handle("POST /v1/keys", guarded)
+	mux.Handle("POST /v1/keys/{fingerprint}/use", guarded)
+	mux.Handle("DELETE /v1/keys/{fingerprint}", guarded)
 
 	return s.recoverer(jsonNotFound(mux))
 }
@@ -525,6 +547,13 @@ func (s *server) handleClearDecommission(w http.ResponseWriter, r *http.Request)
 // after a first "hello" event. ?node= and ?prefix= filter key events.
 func (s *server) handleWatch(w http.ResponseWriter, r *http.Request) {
 	node, prefix := r.URL.Query().Get("node"), r.URL.Query().Get("prefix")
+	release, err := s.watches.acquire(r.RemoteAddr)
+	if err != nil {
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusTooManyRequests, err.Error())
+		return
+	}
+	defer release()
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(time.Time{}) // a stream has no end
 	sub := s.hub.subscribe()

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -20,6 +22,7 @@ import (
 type cli struct {
 	addr    string
 	token   string
+	cacert  string // PEM file of CAs for an https -addr; empty: the system's
 	json    bool
 	timeout time.Duration
 	stdout  io.Writer
@@ -40,6 +43,26 @@ func (c *cli) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.token, "token", "", "`token` for writes (env SCUTTLEBUTT_TOKEN)")
 	fs.BoolVar(&c.json, "json", false, "print JSON instead of a table")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "`time` to wait for the agent")
+	fs.StringVar(&c.cacert, "cacert", "", "PEM `file` of the CA (or self-signed certificate) of an https -addr (env SCUTTLEBUTT_CACERT)")
+}
+
+// client returns the HTTP client of the command: with -cacert, it trusts
+// that file's certificates only.
+func (c *cli) client() (*http.Client, error) {
+	hc := &http.Client{Timeout: c.timeout}
+	if c.cacert == "" {
+		return hc, nil
+	}
+	pem, err := os.ReadFile(c.cacert)
+	if err != nil {
+		return nil, fmt.Errorf("-cacert: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("-cacert %s: no PEM certificate in it", c.cacert)
+	}
+	hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	return hc, nil
 }
 
 func (c *cli) url(path string, q url.Values) string {
@@ -75,7 +98,10 @@ func (c *cli) do(method, path string, q url.Values, body any, out any) ([]byte, 
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	hc := &http.Client{Timeout: c.timeout}
+	hc, err := c.client()
+	if err != nil {
+		return nil, err
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the agent at %s: %w (is `scuttlebutt agent` running? set -addr or SCUTTLEBUTT_ADDR)", c.addr, err)
@@ -129,6 +155,16 @@ func (c *cli) printJSON(raw []byte) int {
 
 func (c *cli) table() *tabwriter.Writer { return tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0) }
 
+// cliEnv is the environment of the commands that talk to an agent: only
+// the variables of their common flags.
+func cliEnv(k string) string {
+	switch k {
+	case envPrefix + "ADDR", envPrefix + "TOKEN", envPrefix + "CACERT":
+		return os.Getenv(k)
+	}
+	return ""
+}
+
 // runCLI runs the commands that talk to an agent.
 func runCLI(name string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c := &cli{stdout: stdout, stderr: stderr, name: name}
@@ -161,14 +197,7 @@ func runCLI(name string, args []string, stdin io.Reader, stdout, stderr io.Write
 		fs.BoolVar(&clear, "clear", false, "clear the decommission of ID: let it back in")
 		fs.BoolVar(&list, "list", false, "list decommissioned node IDs")
 	}
-	getenv := func(k string) string {
-		switch k {
-		case envPrefix + "ADDR", envPrefix + "TOKEN":
-			return os.Getenv(k)
-		}
-		return ""
-	}
-	pos, err := parseFlags(fs, args, getenv)
+	pos, err := parseFlags(fs, args, cliEnv)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}

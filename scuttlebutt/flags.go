@@ -93,6 +93,8 @@ type agentConfig struct {
 	dockerOpts dockerFlags
 	logFormat  string
 	logLevel   string
+	encryption encryptionFlags
+	httpOpts   httpFlags
 }
 
 type dockerFlags struct {
@@ -126,6 +128,8 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.dockerOpts.container, "docker-container-addr", false, "with -docker: advertise container addresses and private ports (overlay networks)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	c.encryption.register(fs)
+	c.httpOpts.register(fs)
 }
 
 // gossipConfig checks the flags and returns the node's configuration.
@@ -175,10 +179,20 @@ func (c *agentConfig) gossipConfig() (*scuttlebutt.Config, error) {
 	if c.logFormat != "text" && c.logFormat != "json" {
 		return nil, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
 	}
+	if err := c.httpOpts.check(); err != nil {
+		return nil, err
+	}
+	kr, err := c.encryption.keyring()
+	if err != nil {
+		return nil, err
+	}
 	cfg.ID = c.id
 	cfg.BindAddr = c.bind
 	cfg.AdvertiseAddr = c.advertise
 	cfg.ClusterID = c.cluster
+	cfg.Keyring = kr
+	cfg.AcceptPlaintext = c.encryption.acceptPlaintext
+	cfg.SendPlaintext = c.encryption.sendPlaintext
 	return cfg, nil
 }
 

@@ -9,6 +9,7 @@
 //	scuttlebutt members | services [name] | hosts -label NAME
 //	scuttlebutt kv get|set|delete|list ...
 //	scuttlebutt decommission [-clear] ID
+//	scuttlebutt keygen | keys list|install|use|remove
 //	scuttlebutt bench-http ...
 //
 // Every agent flag may be given as an environment variable instead
@@ -52,6 +53,11 @@ Talking to the local agent (-addr, SCUTTLEBUTT_ADDR; -token, SCUTTLEBUTT_TOKEN):
   scuttlebutt decommission -clear ID   let node ID back in
   scuttlebutt decommission -list       list decommissioned IDs
 
+Gossip encryption (docs/daemon.md, "Encryption"):
+  scuttlebutt keygen                   print a new random key for -encrypt
+  scuttlebutt keys list|install|use|remove [KEY|FINGERPRINT]
+                                       change the agent's keyring (rotation)
+
 Load test:
   scuttlebutt bench-http [flags]       GET an endpoint as fast as possible; report req/s and latency
 
@@ -72,6 +78,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runDemo(rest, stdout, stderr)
 	case "bench-http":
 		return runBenchHTTP(rest, stdout, stderr)
+	case "keygen":
+		return runKeygen(rest, stdout, stderr)
+	case "keys":
+		return runKeys(rest, stdout, stderr)
 	case "members", "services", "hosts", "kv", "decommission":
 		return runCLI(cmd, rest, stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -16,7 +16,7 @@ type nodeCollector struct {
 	s *server
 
 	rounds, packetsIn, packetsOut, bytesIn, bytesOut *prometheus.Desc
-	streamsIn, streamsOut, dropped                   *prometheus.Desc
+	streamsIn, streamsOut, dropped, refused          *prometheus.Desc
 	maxPacket, nodes, keys, localKeys, phi           *prometheus.Desc
 	services, instances, decommissioned, info        *prometheus.Desc
 }
@@ -35,6 +35,7 @@ func newNodeCollector(s *server) *nodeCollector {
 		streamsIn:      d("streams_received_total", "Full-state exchanges over TCP accepted."),
 		streamsOut:     d("streams_sent_total", "Full-state exchanges over TCP initiated."),
 		dropped:        d("packets_dropped_total", "Datagrams dropped, by reason.", "reason"),
+		refused:        d("state_refused_total", "Deltas from peers refused by a state limit, by limit.", "limit"),
 		maxPacket:      d("max_packet_bytes", "Largest datagram sent, in bytes."),
 		nodes:          d("nodes", "Nodes known here, this one included, by status.", "status"),
 		keys:           d("keys", "Live keys held here, of every node."),
@@ -50,7 +51,7 @@ func newNodeCollector(s *server) *nodeCollector {
 // Describe sends the descriptors of every metric.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rounds, c.packetsIn, c.packetsOut, c.bytesIn, c.bytesOut,
-		c.streamsIn, c.streamsOut, c.dropped, c.maxPacket, c.nodes, c.keys, c.localKeys, c.phi,
+		c.streamsIn, c.streamsOut, c.dropped, c.refused, c.maxPacket, c.nodes, c.keys, c.localKeys, c.phi,
 		c.services, c.instances, c.decommissioned, c.info} {
 		ch <- d
 	}
@@ -75,6 +76,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.streamsOut, st.StreamsOut)
 	for reason, v := range st.Dropped {
 		counter(c.dropped, v, reason)
+	}
+	for limit, v := range st.Refused {
+		counter(c.refused, v, limit)
 	}
 	gauge(c.maxPacket, float64(st.MaxPacketBytes))
 
