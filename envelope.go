@@ -9,22 +9,30 @@ import (
 // The encrypted envelope (docs/protocol.md, "Encryption"). With a Keyring,
 // every datagram and every stream frame is
 //
-//	0xC1 | version | nonce (12) | AES-GCM ciphertext of the message | tag (16)
+//	0xC1 | version | session (8) | counter (8) | AES-GCM ciphertext | tag (16)
 //
 // 0xC1 is the one byte msgpack never uses, so an envelope can never be
 // mistaken for a plaintext message (which opens with a msgpack array). The
 // version is in clear so that a node of another protocol version is told
-// apart and counted; it is authenticated too, with "SB", and the cluster
-// ID, as additional data: a message of another cluster or version fails
+// apart and counted; it is authenticated too, with "SB" and the cluster ID,
+// as additional data: a message of another cluster or version fails
 // authentication instead of being parsed.
+//
+// Nonces never repeat under a key: each sender seals under a key of its
+// own session, derived from the cluster key with HKDF-SHA256 and a random
+// 8-byte session ID, and numbers its envelopes with a counter (the nonce is
+// four zero bytes and the counter). Random nonces under the one cluster key
+// would reach GCM's bound of 2^32 envelopes in days in a large cluster.
 
 const (
 	envelopeMarker = 0xC1
+	sessionSize    = 8
+	counterSize    = 8
 	// EnvelopeOverhead is what encryption adds to a datagram: marker,
-	// version, nonce and tag. It comes out of MaxPacketSize, never on top
-	// of it; PacketOverhead already leaves room for it, so the value limit
-	// is the same with or without encryption.
-	EnvelopeOverhead = 2 + 12 + 16
+	// version, session, counter and tag. It comes out of MaxPacketSize,
+	// never on top of it; PacketOverhead already leaves room for it, so the
+	// value limit is the same with or without encryption.
+	EnvelopeOverhead = 2 + sessionSize + counterSize + 16
 )
 
 // Reasons a datagram or stream is refused before decoding, counted in

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -37,9 +40,11 @@ func both(fs ...func(*Config)) func(*Config) {
 	}
 }
 
-// The envelope is as docs/protocol.md §9 says, checked with AES-GCM as a
-// second implementation would use it: marker, version, 12-byte nonce,
-// ciphertext and tag, "SB", version and cluster ID as additional data.
+// The envelope is as docs/protocol.md §9 says, checked as a second
+// implementation would read it: marker, version, session, counter,
+// AES-GCM under HKDF-SHA256(key, info "scuttlebutt session " + session)
+// with the nonce 0000 + counter, "SB", version and cluster ID as additional
+// data.
 func TestEnvelopeFormat(t *testing.T) {
 	a := newTestCore(t, "a", withKeys(key1))
 	plainCore := newTestCore(t, "a", nil)
@@ -51,10 +56,15 @@ func TestEnvelopeFormat(t *testing.T) {
 	if sealed[0] != 0xc1 || sealed[1] != 2 {
 		t.Fatalf("envelope opens with % x, want c1 02", sealed[:2])
 	}
-	if len(sealed) != len(plain)+30 {
-		t.Fatalf("envelope of %d bytes for a message of %d, want +30", len(sealed), len(plain))
+	if len(sealed) != len(plain)+34 {
+		t.Fatalf("envelope of %d bytes for a message of %d, want +34", len(sealed), len(plain))
 	}
-	block, err := aes.NewCipher(key1)
+	session, counter := sealed[2:10], sealed[10:18]
+	sk, err := hkdf.Key(sha256.New, key1, nil, "scuttlebutt session "+string(session), 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := aes.NewCipher(sk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,17 +72,23 @@ func TestEnvelopeFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := gcm.Open(nil, sealed[2:14], sealed[14:], []byte("SB\x02default"))
+	nonce := append(make([]byte, 4), counter...)
+	got, err := gcm.Open(nil, nonce, sealed[18:], []byte("SB\x02default"))
 	if err != nil {
 		t.Fatalf("a second implementation cannot open the envelope: %v", err)
 	}
 	if !bytes.Equal(got, plain) {
 		t.Fatalf("plaintext\n% x\nwant\n% x", got, plain)
 	}
-	// A fresh nonce every time.
+	// The next envelope: the same session, the next counter.
 	again := synTo(t, a, plainCore)
-	if bytes.Equal(again[2:14], sealed[2:14]) {
-		t.Fatal("two envelopes with the same nonce")
+	if !bytes.Equal(again[2:10], session) || binary.BigEndian.Uint64(again[10:18]) != binary.BigEndian.Uint64(counter)+1 {
+		t.Fatalf("second envelope: session % x counter % x, after % x % x", again[2:10], again[10:18], session, counter)
+	}
+	// Another node (another keyring) has another session.
+	b := newTestCore(t, "b", withKeys(key1))
+	if other := synTo(t, b, plainCore); bytes.Equal(other[2:10], session) {
+		t.Fatal("two keyrings share a session")
 	}
 }
 

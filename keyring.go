@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // Errors of Keyring.
@@ -34,12 +38,21 @@ var (
 // A Keyring is safe for concurrent use; a node sees changes at once.
 type Keyring struct {
 	mu   sync.RWMutex
-	keys []ringKey // the primary first
+	keys []*ringKey // the primary first; replaced, never changed in place
 }
 
 type ringKey struct {
-	key  []byte
-	aead cipher.AEAD
+	key []byte
+
+	// Sending: a session of its own, a key derived for it, and a counter
+	// that makes each nonce (envelope.go).
+	session [sessionSize]byte
+	sealer  cipher.AEAD
+	counter atomic.Uint64
+
+	// Receiving: the keys derived for the sessions of the senders heard.
+	mu       sync.Mutex
+	sessions map[[sessionSize]byte]cipher.AEAD
 }
 
 // NewKeyring returns a keyring with primary as its primary key and others
@@ -54,25 +67,61 @@ func NewKeyring(primary []byte, others ...[]byte) (*Keyring, error) {
 	return k, nil
 }
 
-func newRingKey(key []byte) (ringKey, error) {
+// maxSessions bounds the derived keys a ring key remembers; past it they
+// are forgotten and derived again when needed, so datagrams with made-up
+// sessions cost time, never memory.
+const maxSessions = 4096
+
+func newRingKey(key []byte) (*ringKey, error) {
 	switch len(key) {
 	case 16, 24, 32:
 	default:
-		return ringKey{}, fmt.Errorf("%w, not %d", ErrKeySize, len(key))
+		return nil, fmt.Errorf("%w, not %d", ErrKeySize, len(key))
 	}
-	block, err := aes.NewCipher(key)
+	r := &ringKey{key: bytes.Clone(key), sessions: make(map[[sessionSize]byte]cipher.AEAD)}
+	rand.Read(r.session[:])
+	var err error
+	if r.sealer, err = sessionAEAD(key, r.session); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// sessionAEAD returns AES-GCM under the key of one sender's session:
+// HKDF-SHA256 of the ring key, with the session in its info, as long as the
+// ring key.
+func sessionAEAD(key []byte, session [sessionSize]byte) (cipher.AEAD, error) {
+	sk, err := hkdf.Key(sha256.New, key, nil, "scuttlebutt session "+string(session[:]), len(key))
 	if err != nil {
-		return ringKey{}, err
+		return nil, err
 	}
-	aead, err := cipher.NewGCMWithRandomNonce(block)
+	block, err := aes.NewCipher(sk)
 	if err != nil {
-		return ringKey{}, err
+		return nil, err
 	}
-	return ringKey{key: bytes.Clone(key), aead: aead}, nil
+	return cipher.NewGCM(block)
+}
+
+// opener returns the AEAD of a sender's session under this ring key.
+func (r *ringKey) opener(session [sessionSize]byte) cipher.AEAD {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if a, ok := r.sessions[session]; ok {
+		return a
+	}
+	a, err := sessionAEAD(r.key, session)
+	if err != nil {
+		return nil
+	}
+	if len(r.sessions) >= maxSessions {
+		clear(r.sessions)
+	}
+	r.sessions[session] = a
+	return a
 }
 
 func (k *Keyring) find(key []byte) int {
-	return slices.IndexFunc(k.keys, func(r ringKey) bool { return bytes.Equal(r.key, key) })
+	return slices.IndexFunc(k.keys, func(r *ringKey) bool { return bytes.Equal(r.key, key) })
 }
 
 // Install adds a key for decryption. The first key installed in an empty
@@ -85,7 +134,7 @@ func (k *Keyring) Install(key []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.find(key) < 0 {
-		k.keys = append(k.keys, r)
+		k.keys = append(slices.Clip(k.keys), r) // a new array: readers keep theirs
 	}
 	return nil
 }
@@ -98,9 +147,8 @@ func (k *Keyring) Use(key []byte) error {
 	if i < 0 {
 		return ErrKeyNotInstalled
 	}
-	r := k.keys[i]
-	copy(k.keys[1:i+1], k.keys[:i])
-	k.keys[0] = r
+	keys := append([]*ringKey{k.keys[i]}, k.keys[:i]...)
+	k.keys = append(keys, k.keys[i+1:]...)
 	return nil
 }
 
@@ -116,7 +164,7 @@ func (k *Keyring) Remove(key []byte) error {
 	case i == 0:
 		return ErrRemovePrimary
 	}
-	k.keys = slices.Delete(k.keys, i, i+1)
+	k.keys = slices.Concat(k.keys[:i], k.keys[i+1:])
 	return nil
 }
 
@@ -138,24 +186,39 @@ func Fingerprint(key []byte) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// seal appends the envelope of plain to dst: the marker, the protocol
-// version, then plain encrypted and authenticated with the primary key,
-// aad authenticated with it.
+// seal appends the envelope of plain to dst: marker, version, the primary
+// key's session and the next value of its counter, then plain encrypted
+// and authenticated under the session's key, with aad authenticated too.
 func (k *Keyring) seal(dst, plain, aad []byte) []byte {
 	k.mu.RLock()
-	defer k.mu.RUnlock()
+	r := k.keys[0]
+	k.mu.RUnlock()
+	var nonce [12]byte
+	n := r.counter.Add(1)
+	binary.BigEndian.PutUint64(nonce[4:], n)
 	dst = append(dst, envelopeMarker, protocolVersion)
-	return k.keys[0].aead.Seal(dst, nil, plain, aad)
+	dst = append(dst, r.session[:]...)
+	dst = append(dst, nonce[4:]...)
+	return r.sealer.Seal(dst, nonce[:], plain, aad)
 }
 
-// open decrypts an envelope's ciphertext (after marker and version) with
-// each key in turn, the primary first, appending the plaintext to dst.
-func (k *Keyring) open(dst, ciphertext, aad []byte) ([]byte, error) {
+// open decrypts the rest of an envelope after marker and version (session,
+// counter, ciphertext and tag) with each key in turn, the primary first,
+// appending the plaintext to dst.
+func (k *Keyring) open(dst, rest, aad []byte) ([]byte, error) {
+	var session [sessionSize]byte
+	var nonce [12]byte
+	copy(session[:], rest)
+	copy(nonce[4:], rest[sessionSize:])
+	ciphertext := rest[sessionSize+counterSize:]
 	k.mu.RLock()
-	defer k.mu.RUnlock()
-	for _, r := range k.keys {
-		if out, err := r.aead.Open(dst, nil, ciphertext, aad); err == nil {
-			return out, nil
+	keys := k.keys
+	k.mu.RUnlock()
+	for _, r := range keys {
+		if a := r.opener(session); a != nil {
+			if out, err := a.Open(dst, nonce[:], ciphertext, aad); err == nil {
+				return out, nil
+			}
 		}
 	}
 	return nil, errAuth

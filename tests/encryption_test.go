@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"net"
 	"strings"
@@ -393,9 +395,18 @@ func TestKeyRotationUnderTraffic(t *testing.T) {
 	}
 }
 
-// sealEnvelope seals a message as docs/protocol.md §9 describes it.
+// sealEnvelope seals a message as docs/protocol.md §9 describes it, for a
+// made-up session.
 func sealEnvelope(key, plain []byte, cluster string) []byte {
-	block, err := aes.NewCipher(key)
+	session := make([]byte, 8)
+	if _, err := rand.Read(session); err != nil {
+		panic(err)
+	}
+	sk, err := hkdf.Key(sha256.New, key, nil, "scuttlebutt session "+string(session), len(key))
+	if err != nil {
+		panic(err)
+	}
+	block, err := aes.NewCipher(sk)
 	if err != nil {
 		panic(err)
 	}
@@ -403,12 +414,9 @@ func sealEnvelope(key, plain []byte, cluster string) []byte {
 	if err != nil {
 		panic(err)
 	}
-	nonce := make([]byte, gcm.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		panic(err)
-	}
-	out := append([]byte{0xc1, 0x02}, nonce...)
-	return gcm.Seal(out, nonce, plain, append([]byte("SB\x02"), cluster...))
+	counter := []byte{0, 0, 0, 0, 0, 0, 0, 1}
+	out := append(append([]byte{0xc1, 0x02}, session...), counter...)
+	return gcm.Seal(out, append(make([]byte, 4), counter...), plain, append([]byte("SB\x02"), cluster...))
 }
 
 // The forged datagrams of TestEncryptedClusterRefusesOutsiders are valid:
