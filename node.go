@@ -106,6 +106,11 @@ func (n *Node) ID() string { return n.cfg.ID }
 // host's addresses, or Config.AdvertiseAddr.
 func (n *Node) Addr() string { return n.addr }
 
+// Keyring returns the keyring that encrypts this node's gossip
+// (Config.Keyring), or nil. Its Install, Use and Remove change the keys
+// while the node runs: that is how keys are rotated.
+func (n *Node) Keyring() *Keyring { return n.cfg.Keyring }
+
 // Generation returns this incarnation's generation.
 func (n *Node) Generation() uint64 { return n.core.Generation() }
 
