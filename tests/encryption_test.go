@@ -291,14 +291,9 @@ func appendUint(b []byte, v uint64) []byte {
 // flight across a step.
 func TestKeyRotationUnderTraffic(t *testing.T) {
 	rec := newRecorder()
-	rings := map[string]*scuttlebutt.Keyring{}
-	var mu sync.Mutex
 	ms := startCluster(t, 8, func(cfg *scuttlebutt.Config) {
 		withKey(clusterKey)(cfg)
 		cfg.NodeSubscriber = rec
-		mu.Lock()
-		rings[cfg.ID] = cfg.Keyring
-		mu.Unlock()
 	})
 	waitFor(t, 10*time.Second, "8 nodes to know each other", func() bool {
 		for _, m := range ms {
@@ -355,7 +350,7 @@ func TestKeyRotationUnderTraffic(t *testing.T) {
 	}
 	each := func(step string, f func(*scuttlebutt.Keyring) error) {
 		for _, m := range ms {
-			if err := f(rings[m.ID()]); err != nil {
+			if err := f(m.Keyring()); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -384,7 +379,7 @@ func TestKeyRotationUnderTraffic(t *testing.T) {
 		t.Fatalf("%d nodes declared dead or gone during the rotation", n)
 	}
 	for _, m := range ms {
-		if got := rings[m.ID()].Keys(); len(got) != 1 || !bytes.Equal(got[0], newKey) {
+		if got := m.Keyring().Keys(); len(got) != 1 || !bytes.Equal(got[0], newKey) {
 			t.Fatalf("%s holds %d keys after the rotation", m.ID(), len(got))
 		}
 	}
