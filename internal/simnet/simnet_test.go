@@ -3,6 +3,7 @@ package simnet
 import (
 	"fmt"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,6 +113,43 @@ func TestSmallClusterConverges(t *testing.T) {
 	}
 	if net.Oversize != 0 {
 		t.Fatalf("%d datagrams over MaxPacketSize", net.Oversize)
+	}
+}
+
+// An encrypted cluster converges as a plaintext one does, the largest
+// values included, with no datagram over MaxPacketSize once sealed.
+func TestEncryptedClusterConverges(t *testing.T) {
+	net := New(Options{Seed: 1, MaxDelay: 5 * time.Millisecond})
+	key := []byte("0123456789abcdef")
+	nodes := cluster(t, net, 64, func(c *scuttlebutt.Config) {
+		kr, err := scuttlebutt.NewKeyring(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Keyring = kr
+	})
+	big := strings.Repeat("v", scuttlebutt.MaxValueSize(1400))
+	for i, nd := range nodes {
+		net.Do(nd, func(c *scuttlebutt.Core) {
+			value := fmt.Sprint(i)
+			if i%8 == 0 {
+				value = big
+			}
+			if err := c.Set(net.Now, "k", value); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if !net.RunUntil(func() bool { return diverged(nodes) == "" }, 20*time.Second) {
+		t.Fatal(diverged(nodes))
+	}
+	if net.Oversize != 0 {
+		t.Fatalf("%d datagrams over MaxPacketSize", net.Oversize)
+	}
+	for _, nd := range nodes {
+		if d := nd.Core.Stats().Dropped; len(d) != 0 {
+			t.Fatalf("%s dropped %v", nd.Core.ID(), d)
+		}
 	}
 }
 
