@@ -263,8 +263,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 // nodeError maps an error of the node to a status code.
 func nodeError(w http.ResponseWriter, err error) {
 	var size *scuttlebutt.SizeError
+	var limit *scuttlebutt.LimitError
 	switch {
-	case errors.As(err, &size):
+	case errors.As(err, &size), errors.As(err, &limit):
 		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
 	case errors.Is(err, scuttlebutt.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, "the node is shutting down")
