@@ -1,0 +1,223 @@
+package tests
+
+import (
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The fault-injection suite: eight hosts, each an agent in its own
+// network namespace, and real faults made with the kernel's own tools
+// (nftables for loss and partitions, signals for crashes and pauses). See
+// docs/testing.md for what each scenario asserts and the latest figures.
+//
+// Every bound below is the worst case allowed on a loaded 2-core machine
+// with -race in other packages; the figures logged are what to watch.
+const (
+	faultHosts = 8
+	// detectWithin bounds how long every node takes to declare a silent
+	// node dead (LAN preset: 200 ms rounds; a few seconds when quiet).
+	detectWithin = 20 * time.Second
+	// healWithin bounds how long a cluster takes, once a fault is gone,
+	// to have every node alive everywhere and every acknowledged write
+	// everywhere (the target: 10 s).
+	healWithin = 10 * time.Second
+)
+
+// faultScenarios are the scenarios with the agent flags each adds to the
+// suite's (defaultAgentFlags); add a flag here to run one scenario with
+// it.
+var faultScenarios = []struct {
+	name  string
+	flags []string
+	run   func(*testing.T, *labCluster)
+}{
+	{"loss", nil, lossScenario},
+	{"partition", nil, partitionScenario},
+	{"one-way", nil, oneWayScenario},
+	{"pause", nil, pauseScenario},
+	{"kill-restart", nil, killScenario},
+	{"rolling-restart", nil, rollingScenario},
+}
+
+func TestFaults(t *testing.T) {
+	needNetns(t)
+	for _, sc := range faultScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			c := newLabCluster(t, faultHosts, sc.flags...)
+			sc.run(t, c)
+		})
+	}
+}
+
+// 30 % loss on every link (and 50 ms ± 20 ms delay where the kernel has
+// netem) for a minute while writes flow: no node is declared dead, and
+// every acknowledged write reaches every node.
+func lossScenario(t *testing.T, c *labCluster) {
+	d := time.Minute
+	if faultsLong() {
+		d = 10 * time.Minute
+	}
+	delay := "no netem in this kernel: loss only"
+	if c.lab.hasNetem() {
+		delay = "50ms ± 20ms delay"
+		for _, h := range c.all() {
+			c.lab.delay(h, "50ms", "20ms")
+		}
+	}
+	w := c.startWriter()
+	t0 := time.Now()
+	for _, h := range c.all() {
+		c.lab.loss(h, 30)
+	}
+	hold(d)
+	w.stop()
+	conv := c.awaitConverged(c.all(), 2*healWithin) // still under loss
+	c.lab.healAll()
+	falseDeaths := c.deaths(t0, c.all(), c.all())
+	c.figures("30%% loss for %v (%s): converged under loss %v after the writes stopped; false deaths %d",
+		d, delay, conv.Round(time.Millisecond), len(falseDeaths))
+	if len(falseDeaths) > 0 {
+		t.Errorf("false deaths under loss: %+v", falseDeaths)
+	}
+	c.awaitConverged(c.all(), healWithin)
+}
+
+// A half/half partition for 30 s with writes on both sides: each side
+// sees the other dead within detectWithin, neither sees its own side
+// dead, and after healing all are alive and converged within healWithin.
+func partitionScenario(t *testing.T, c *labCluster) {
+	d := 30 * time.Second
+	a, b := hostRange(1, faultHosts/2), hostRange(faultHosts/2+1, faultHosts)
+	w := c.startWriter()
+	t0 := time.Now()
+	for _, h := range a {
+		c.lab.deafTo(h, b...)
+	}
+	for _, h := range b {
+		c.lab.deafTo(h, a...)
+	}
+	detA := c.awaitStatus(a, b, "dead", detectWithin)
+	detB := c.awaitStatus(b, a, "dead", detectWithin)
+	hold(d - time.Since(t0))
+	w.stop()
+	healed := time.Now()
+	c.lab.healAll()
+	conv := c.awaitConverged(c.all(), healWithin)
+	falseDeaths := append(c.deaths(t0, a, a), c.deaths(t0, b, b)...)
+	c.figures("half/half partition for %v: side A saw B dead after %v, B saw A dead after %v; "+
+		"after healing all alive and converged in %v; deaths within a side %d",
+		d, detA.Round(time.Millisecond), detB.Round(time.Millisecond), conv.Round(time.Millisecond), len(falseDeaths))
+	if len(falseDeaths) > 0 {
+		t.Errorf("nodes declared dead by their own side: %+v", falseDeaths)
+	}
+	if back := c.deaths(healed, c.all(), c.all()); len(back) > 0 {
+		t.Errorf("deaths after healing: %+v", back)
+	}
+}
+
+// One host is cut off one way: it hears everyone, no one hears it (its
+// outgoing packets are dropped). The others declare it dead; it declares
+// no one dead; after healing all are alive and converged.
+func oneWayScenario(t *testing.T, c *labCluster) {
+	mute := faultHosts
+	others := without(c.all(), mute)
+	w := c.startWriter()
+	t0 := time.Now()
+	c.lab.mute(mute)
+	det := c.awaitStatus(others, []int{mute}, "dead", detectWithin)
+	hold(5 * time.Second) // a while longer, dead, while writes flow
+	w.stop()
+	c.lab.healAll()
+	conv := c.awaitConverged(c.all(), healWithin)
+	byMute := c.deaths(t0, []int{mute}, c.all())
+	falseDeaths := c.deaths(t0, others, others)
+	c.figures("h%d mute (hears, is not heard): dead everywhere after %v; it declared %d deaths; "+
+		"after healing converged in %v; deaths among the others %d",
+		mute, det.Round(time.Millisecond), len(byMute), conv.Round(time.Millisecond), len(falseDeaths))
+	if len(falseDeaths) > 0 {
+		t.Errorf("false deaths among the hosts that hear each other: %+v", falseDeaths)
+	}
+	if len(byMute) > 0 {
+		t.Errorf("the mute host, which hears everyone, declared deaths: %+v", byMute)
+	}
+}
+
+// A process paused (SIGSTOP) for 5 s, then continued: declared dead or
+// not, it comes back alive and converged.
+func pauseScenario(t *testing.T, c *labCluster) {
+	p := 3
+	w := c.startWriter()
+	w.pause(p)
+	t0 := time.Now()
+	c.agent(p).signal(syscall.SIGSTOP)
+	hold(5 * time.Second)
+	c.agent(p).signal(syscall.SIGCONT)
+	w.resume(p)
+	back := c.awaitStatus(c.all(), c.all(), "alive", healWithin)
+	w.stop()
+	conv := c.awaitConverged(c.all(), healWithin)
+	died := c.deaths(t0, c.all(), []int{p})
+	falseDeaths := c.deaths(t0, c.all(), without(c.all(), p))
+	c.figures("h%d paused 5 s: declared dead by %d nodes; alive everywhere %v after SIGCONT, converged %v later; other deaths %d",
+		p, len(died), back.Round(time.Millisecond), conv.Round(time.Millisecond), len(falseDeaths))
+	if len(falseDeaths) > 0 {
+		t.Errorf("deaths of hosts that were not paused: %+v", falseDeaths)
+	}
+}
+
+// kill -9 of one agent: every other node declares it dead within
+// detectWithin; restarted with the same ID and an empty state it is alive
+// everywhere again, its old keys gone and its new ones everywhere.
+func killScenario(t *testing.T, c *labCluster) {
+	k := 4
+	others := without(c.all(), k)
+	w := c.startWriter()
+	w.pause(k)
+	t0 := time.Now()
+	c.agent(k).signal(syscall.SIGKILL)
+	c.agent(k).wait(10 * time.Second)
+	det := c.awaitStatus(others, []int{k}, "dead", detectWithin)
+	c.hist.restarted(c.agent(k).id)
+	restart := time.Now()
+	c.agent(k).start()
+	w.resume(k)
+	c.awaitStatus(c.all(), c.all(), "alive", healWithin)
+	back := time.Since(restart) // the agent's start included
+	w.stop()
+	conv := c.awaitConverged(c.all(), healWithin)
+	falseDeaths := c.deaths(t0, c.all(), others)
+	c.figures("h%d killed: dead everywhere after %v; restarted, alive everywhere %v after its start; converged %v later; other deaths %d",
+		k, det.Round(time.Millisecond), back.Round(time.Millisecond), conv.Round(time.Millisecond), len(falseDeaths))
+	if len(falseDeaths) > 0 {
+		t.Errorf("deaths of hosts that were not killed: %+v", falseDeaths)
+	}
+}
+
+// A rolling restart of every host, one after another, while writes flow:
+// each leaves (SIGTERM), comes back with the same ID and an empty state,
+// and is alive everywhere before the next goes; no node is ever declared
+// dead; at the end all hold every acknowledged write.
+func rollingScenario(t *testing.T, c *labCluster) {
+	w := c.startWriter()
+	t0 := time.Now()
+	var worst time.Duration
+	for _, h := range c.all() {
+		w.pause(h)
+		c.agent(h).stop()
+		c.hist.restarted(c.agent(h).id)
+		start := time.Now()
+		c.agent(h).start()
+		w.resume(h)
+		c.awaitStatus(c.all(), []int{h}, "alive", healWithin)
+		worst = max(worst, time.Since(start))
+	}
+	w.stop()
+	conv := c.awaitConverged(c.all(), healWithin)
+	deaths := c.deaths(t0, c.all(), c.all())
+	c.figures("rolling restart of %d hosts in %v: slowest back alive everywhere %v after its start; converged %v after the last; deaths %d",
+		faultHosts, time.Since(t0).Round(time.Millisecond), worst.Round(time.Millisecond), conv.Round(time.Millisecond), len(deaths))
+	if len(deaths) > 0 {
+		t.Errorf("nodes declared dead during a rolling restart (each left gracefully): %+v", deaths)
+	}
+}
