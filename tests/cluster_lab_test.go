@@ -198,6 +198,21 @@ func (c *labCluster) deaths(t0 time.Time, viewers, of []int) []statusEvent {
 	return out
 }
 
+// droppedBy returns the packets the fault rules of hosts hs dropped; it
+// fails the test if some host dropped none (its fault was not real).
+func (c *labCluster) droppedBy(hs []int) int {
+	c.t.Helper()
+	n := 0
+	for _, h := range hs {
+		d := c.lab.dropped(h)
+		if d == 0 {
+			c.t.Fatalf("host %d's fault rules dropped no packet", h)
+		}
+		n += d
+	}
+	return n
+}
+
 // hold keeps a fault in place for d: the fault's duration, not a wait
 // for a condition.
 func hold(d time.Duration) { time.Sleep(d) }

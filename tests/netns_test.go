@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -183,18 +184,37 @@ func (l *lab) nft(i int, script string) {
 // loss drops pct percent of the packets host i receives from the lab
 // network, at random (so pct % on every link into it).
 func (l *lab) loss(i, pct int) {
-	l.nft(i, fmt.Sprintf(`add rule inet faults in iifname "eth0" numgen random mod 100 < %d drop`, pct))
+	l.nft(i, fmt.Sprintf(`add rule inet faults in iifname "eth0" numgen random mod 100 < %d counter drop`, pct))
 }
 
 // deafTo makes host i drop everything it receives from hosts from.
 func (l *lab) deafTo(i int, from ...int) {
-	l.nft(i, fmt.Sprintf(`add rule inet faults in ip saddr { %s } drop`, addrSet(from)))
+	l.nft(i, fmt.Sprintf(`add rule inet faults in ip saddr { %s } counter drop`, addrSet(from)))
 }
 
 // mute makes host i drop everything it sends to the lab network: the
 // others no longer hear it, it still hears them.
 func (l *lab) mute(i int) {
-	l.nft(i, `add rule inet faults out oifname "eth0" drop`)
+	l.nft(i, `add rule inet faults out oifname "eth0" counter drop`)
+}
+
+// dropped returns how many packets host i's fault rules have dropped
+// since they were added: proof that a fault was real.
+func (l *lab) dropped(i int) int {
+	l.t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", l.ns(i), "nft", "list", "table", "inet", "faults").CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("nft list in host %d: %v\n%s", i, err, out)
+	}
+	n := 0
+	f := strings.Fields(string(out))
+	for k := 0; k+1 < len(f); k++ {
+		if f[k] == "packets" {
+			p, _ := strconv.Atoi(f[k+1])
+			n += p
+		}
+	}
+	return n
 }
 
 // heal removes every fault of host i.
@@ -218,20 +238,21 @@ func addrSet(hosts []int) string {
 }
 
 // hasNetem reports whether the kernel has tc's netem qdisc (for delay
-// and reordering); probed once in a throwaway namespace.
-func (l *lab) hasNetem() bool {
-	probe := l.prefix + "-netem"
+// and reordering); probed once, in a throwaway namespace.
+var hasNetem = sync.OnceValue(func() bool {
+	probe := fmt.Sprintf("%s%d-netem", labPrefix, os.Getpid())
 	if exec.Command("ip", "netns", "add", probe).Run() != nil {
 		return false
 	}
 	defer exec.Command("ip", "netns", "del", probe).Run()
 	return exec.Command("ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms").Run() == nil
-}
+})
 
-// delay adds netem delay (mean ± jitter) on host i's outgoing packets.
-func (l *lab) delay(i int, mean, jitter string) {
+// netem sets a netem qdisc with args (for instance "delay", "50ms",
+// "20ms") on host i's outgoing packets; healing does not remove it.
+func (l *lab) netem(i int, args ...string) {
 	l.t.Helper()
-	run(l.t, "ip", "netns", "exec", l.ns(i), "tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", mean, jitter)
+	run(l.t, "ip", append([]string{"netns", "exec", l.ns(i), "tc", "qdisc", "replace", "dev", "eth0", "root", "netem"}, args...)...)
 }
 
 // dialer returns a DialContext that opens its sockets in namespace ns:
