@@ -56,11 +56,15 @@ func newLabCluster(t *testing.T, n int, flags ...string) *labCluster {
 	// failure detectors judge by measured intervals, not by the prior
 	// they give a node heard once (a node that crashes then takes far
 	// longer to be declared dead; see docs/testing.md).
-	waitFor(t, 30*time.Second, "every node to hear every other's heartbeat a few times", func() bool {
+	warm := uint64(warmHeartbeats)
+	if faultsLong() {
+		warm = fullWindowHeartbeats
+	}
+	waitFor(t, time.Duration(warm)*time.Second, "every node to hear every other's heartbeat a few times", func() bool {
 		for _, a := range c.agents {
 			hb := a.heartbeats()
 			for _, b := range c.agents {
-				if hb[b.id] < warmHeartbeats {
+				if hb[b.id] < warm {
 					return false
 				}
 			}
@@ -73,8 +77,15 @@ func newLabCluster(t *testing.T, n int, flags ...string) *labCluster {
 }
 
 // warmHeartbeats is the heartbeat every node must have reached, as every
-// other sees it, before a scenario's faults begin.
-const warmHeartbeats = 15
+// other sees it, before a scenario's faults begin. Until a peer's
+// detector window is full (100 samples), its mean interval still weighs
+// the prior's pseudo-samples (package failure), so detection is slower
+// than in a long-running cluster: with FAULTS_LONG=1 the warm-up lasts
+// until the windows are full (fullWindowHeartbeats).
+const (
+	warmHeartbeats       = 15
+	fullWindowHeartbeats = 110
+)
 
 // all returns 1..n.
 func (c *labCluster) all() []int { return hostRange(1, len(c.agents)) }
