@@ -39,7 +39,9 @@ var faultScenarios = []struct {
 	{name: "one-way-mute", run: muteScenario},
 	{name: "one-way-deaf", run: deafScenario},
 	{name: "pause", run: pauseScenario},
+	{name: "pause-past-detection", run: longPauseScenario},
 	{name: "kill-restart", run: killScenario},
+	{name: "kill-restart-at-once", run: quickRestartScenario},
 	{name: "rolling-restart", run: rollingScenario},
 }
 
@@ -225,6 +227,65 @@ func pauseScenario(t *testing.T, c *labCluster) {
 		p, len(died), back.Round(time.Millisecond), conv.Round(time.Millisecond), len(falseDeaths))
 	if len(falseDeaths) > 0 {
 		t.Errorf("deaths of hosts that were not paused: %+v", falseDeaths)
+	}
+}
+
+// A process paused for longer than detection takes (12 s): the others
+// declare it dead; when it continues, its own detector must not declare
+// everyone dead for its own silence (the pause guard), and it is alive
+// everywhere and converged soon after.
+func longPauseScenario(t *testing.T, c *labCluster) {
+	p := 3
+	others := without(c.all(), p)
+	w := c.startWriter()
+	w.pause(p)
+	t0 := time.Now()
+	c.agent(p).signal(syscall.SIGSTOP)
+	c.awaitStatus(others, []int{p}, "dead", detectWithin)
+	det := lastAt(c.deaths(t0, others, []int{p})).Sub(t0)
+	hold(12*time.Second - time.Since(t0))
+	c.agent(p).signal(syscall.SIGCONT)
+	resumed := time.Now()
+	w.resume(p)
+	c.awaitStatus(c.all(), c.all(), "alive", healWithin)
+	back := time.Since(resumed)
+	w.stop()
+	conv := c.awaitConverged(c.all(), healWithin)
+	byPaused := c.deaths(resumed, []int{p}, others)
+	falseDeaths := c.deaths(t0, others, others)
+	c.figures("h%d paused %v: dead everywhere after %v; alive everywhere %v after SIGCONT, converged %v later; "+
+		"deaths it declared on waking %d; other deaths %d",
+		p, resumed.Sub(t0).Round(time.Millisecond), det.Round(time.Millisecond), back.Round(time.Millisecond),
+		conv.Round(time.Millisecond), len(byPaused), len(falseDeaths))
+	if len(byPaused) > 0 {
+		t.Errorf("the paused host declared others dead for its own silence: %+v", byPaused)
+	}
+	if len(falseDeaths) > 0 {
+		t.Errorf("deaths of hosts that were not paused: %+v", falseDeaths)
+	}
+}
+
+// kill -9 and an immediate restart with the same ID and an empty state,
+// before anyone noticed the crash: the new incarnation replaces the old
+// one everywhere (its old keys gone), and no one declares it dead.
+func quickRestartScenario(t *testing.T, c *labCluster) {
+	k := 5
+	w := c.startWriter()
+	w.pause(k)
+	t0 := time.Now()
+	c.agent(k).signal(syscall.SIGKILL)
+	c.agent(k).wait(10 * time.Second)
+	c.hist.restarted(c.agent(k).id)
+	c.agent(k).start()
+	w.resume(k)
+	hold(2 * time.Second) // writes to the new incarnation
+	w.stop()
+	conv := c.awaitConverged(c.all(), healWithin)
+	deaths := c.deaths(t0, c.all(), c.all())
+	c.figures("h%d killed and restarted at once: converged %v after the writes stopped; deaths %d",
+		k, conv.Round(time.Millisecond), len(deaths))
+	if len(deaths) > 0 {
+		t.Errorf("a node restarted before its crash was noticed was declared dead: %+v", deaths)
 	}
 }
 
