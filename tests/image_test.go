@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -160,6 +161,50 @@ func TestImage(t *testing.T) {
 		var kv struct{ Value string }
 		return httpGetJSON(bases[2]+"/v1/kv/color?node="+ids[0], &kv) == nil && kv.Value == "blue"
 	})
+}
+
+// The image with -docker: the engine's socket mounted read-only, the
+// socket's group added to the non-root user; the agent publishes a
+// labelled container's published port as a service.
+func TestImageDocker(t *testing.T) {
+	needTool(t, "Docker", "docker", "version")
+	const sock = "/var/run/docker.sock"
+	if h := os.Getenv("DOCKER_HOST"); h != "" && h != "unix://"+sock {
+		t.Skipf("the engine is at DOCKER_HOST=%s, not %s: nothing to mount", h, sock)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(sock, &st); err != nil {
+		t.Fatalf("docker works but %s: %v", sock, err)
+	}
+	image := buildImage(t)
+	name := fmt.Sprintf("sbtest-%d-docker", os.Getpid())
+	label := fmt.Sprintf("scuttlebutt.test=%d", os.Getpid())
+	for _, c := range []string{name, name + "-svc"} {
+		t.Cleanup(func() {
+			if t.Failed() {
+				out, _ := exec.Command("docker", "logs", c).CombinedOutput()
+				t.Logf("logs of %s:\n%s", c, out)
+			}
+			exec.Command("docker", "rm", "-f", c).Run()
+		})
+	}
+	docker(t, "run", "-d", "--name", name, "-p", "127.0.0.1::7777",
+		"-v", sock+":"+sock+":ro", "--group-add", fmt.Sprint(st.Gid),
+		image, "agent", "-id", "docker-host", "-docker", "-docker-label", label, "-config", "local")
+	// Any container with a published port will do as a service: another
+	// agent of the same image.
+	docker(t, "run", "-d", "--name", name+"-svc", "-p", "127.0.0.1::7777",
+		"--label", label, "--label", "scuttlebutt.service=probe", image, "agent")
+	base := "http://" + strings.Split(docker(t, "port", name, "7777/tcp"), "\n")[0]
+	waitFor(t, 30*time.Second, "the -docker agent to publish the labelled container", func() bool {
+		var out struct {
+			Instances []struct{ Service, Container string }
+		}
+		return httpGetJSON(base+"/v1/services/probe", &out) == nil && len(out.Instances) == 1
+	})
+	if logs, _ := exec.Command("docker", "logs", name).CombinedOutput(); strings.Contains(string(logs), "permission denied") {
+		t.Fatalf("the agent could not read the socket:\n%s", logs)
+	}
 }
 
 // The compose file: valid, and `docker-compose up` gives five agents that
