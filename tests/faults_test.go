@@ -43,7 +43,16 @@ var faultScenarios = []struct {
 	{name: "kill-restart", run: killScenario},
 	{name: "kill-restart-at-once", run: quickRestartScenario},
 	{name: "rolling-restart", run: rollingScenario},
+	// Encrypted gossip: the same promises when every datagram and join
+	// stream is sealed (restarts rejoin through encrypted streams).
+	{name: "kill-restart-encrypted", run: killScenario, flags: []string{"-encrypt", faultKey}},
+	{name: "rolling-restart-encrypted", run: rollingScenario, flags: []string{"-encrypt", faultKey}},
 }
+
+// faultKey is the cluster key of the encrypted scenarios (base64 of 32
+// bytes).
+const faultKey = "c2N1dHRsZWJ1dHQtZmF1bHRzLWNsdXN0ZXIta2V5MzI="
+
 
 func TestFaults(t *testing.T) {
 	needNetns(t)
