@@ -53,7 +53,6 @@ var faultScenarios = []struct {
 // bytes).
 const faultKey = "c2N1dHRsZWJ1dHQtZmF1bHRzLWNsdXN0ZXIta2V5MzI="
 
-
 func TestFaults(t *testing.T) {
 	needNetns(t)
 	for _, sc := range faultScenarios {
