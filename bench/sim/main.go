@@ -7,7 +7,7 @@
 // For each N it reports (a) how long an update takes to reach every node
 // (p50, p99, max over -updates updates, in time and in gossip rounds,
 // against log3(N)), and the bytes each node sends per second idle and while
-// the updates spread; (b) how long every live node takes to declare a
+// the updates spread, on the wire (payload and IPv4+UDP headers); (b) how long every live node takes to declare a
 // crashed node dead (first and last node), and how many times a live node
 // was declared dead meanwhile. Then (c) it runs -loss-n nodes
 // for -loss-for at each loss rate of -losses and counts false deaths per
@@ -67,7 +67,7 @@ func main() {
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if len(ns) > 0 {
-		fmt.Fprintln(tw, "N\tlog3 N\tspread p50\tp99\tmax\trounds p50\tp99\tmax\tB/node/s idle\tB/node/s updating\tdead first\tdead last\tfalse deaths\treal time\t")
+		fmt.Fprintln(tw, "N\tlog3 N\tspread p50\tp99\tmax\trounds p50\tp99\tmax\tB/node/s idle (wire)\tB/node/s updating (wire)\tdead first\tdead last\tfalse deaths\treal time\t")
 		for _, n := range ns {
 			start := time.Now()
 			s := spreadAndDetect(n, *interval, *updates, *idle, *seed)
@@ -128,16 +128,22 @@ func start(n int, interval time.Duration, loss float64, seed uint64) (*simnet.Ne
 // figures of one cluster size.
 type figures struct {
 	p50, p99, max       time.Duration // time for an update to reach all
-	idleBytes           float64       // bytes sent per node per second
+	idleBytes           float64       // bytes sent per node per second, on the wire
 	busyBytes           float64
 	firstDead, lastDead time.Duration
 	falseDeaths         int // live nodes declared dead, over the whole run
 }
 
+// udpIPv4Headers is what a datagram takes on the wire besides its payload:
+// 20 bytes of IPv4 header and 8 of UDP.
+const udpIPv4Headers = 28
+
+// bytesOut returns the bytes the nodes put on the wire: datagrams with
+// their IPv4 and UDP headers, as an interface counter would see them.
 func bytesOut(nodes []*simnet.Node) uint64 {
 	var b uint64
 	for _, nd := range nodes {
-		b += nd.BytesOut
+		b += nd.BytesOut + udpIPv4Headers*nd.PacketsOut
 	}
 	return b
 }
