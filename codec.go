@@ -14,7 +14,7 @@ import (
 // built against the byte budget without encoding twice; TestSizesMatchEncoding
 // holds them to the encoder.
 
-const messageFields = 9
+const messageFields = 10
 
 // Errors of decoding, also the reasons under which dropped packets are
 // counted (Stats.Dropped).
@@ -93,7 +93,7 @@ func arrayHeaderSize(n int) int {
 const maxArrayHeader = 3
 
 func (e *digestEntry) size() int {
-	return 1 + strSize(e.ID) + uintSize(e.Gen) + uintSize(e.Heartbeat) + uintSize(e.MaxVersion) + uintSize(e.LastGC)
+	return 1 + strSize(e.ID) + uintSize(e.Gen) + uintSize(e.MaxVersion) + uintSize(e.LastGC)
 }
 
 func (e *wireEntry) size() int {
@@ -114,14 +114,15 @@ func (d *nodeDelta) size() int {
 	return n
 }
 
-// messageHeaderSize is the size of a message with three empty arrays.
+// messageHeaderSize is the size of a message with three empty arrays and
+// the largest summary.
 func messageHeaderSize(t msgType, cluster, from string, gen uint64) int {
 	return 1 + uintSize(magic) + uintSize(protocolVersion) + uintSize(uint64(t)) +
-		strSize(cluster) + strSize(from) + uintSize(gen) + 3
+		strSize(cluster) + strSize(from) + uintSize(gen) + 9 + 3
 }
 
 func (m *message) size() int {
-	n := messageHeaderSize(m.Type, m.Cluster, m.From, m.Gen) - 3
+	n := messageHeaderSize(m.Type, m.Cluster, m.From, m.Gen) - 3 - 9 + uintSize(m.Summary)
 	n += arrayHeaderSize(len(m.Digest)) + arrayHeaderSize(len(m.Wants)) + arrayHeaderSize(len(m.Deltas))
 	for i := range m.Digest {
 		n += m.Digest[i].size()
@@ -147,6 +148,7 @@ func (m *message) encode(buf *bytes.Buffer) ([]byte, error) {
 	w.str(m.Cluster)
 	w.str(m.From)
 	w.uint(m.Gen)
+	w.uint(m.Summary)
 	w.digest(m.Digest)
 	w.digest(m.Wants)
 	w.array(len(m.Deltas))
@@ -206,10 +208,9 @@ func (w *writer) digest(es []digestEntry) {
 	w.array(len(es))
 	for i := range es {
 		e := &es[i]
-		w.array(5)
+		w.array(4)
 		w.str(e.ID)
 		w.uint(e.Gen)
-		w.uint(e.Heartbeat)
 		w.uint(e.MaxVersion)
 		w.uint(e.LastGC)
 	}
@@ -225,7 +226,11 @@ func decodeMessage(b []byte, limit int, cluster string) (*message, error) {
 	}
 	r := &reader{in: b, r: bytes.NewReader(b)}
 	r.d = msgpack.NewDecoder(r.r)
-	if n := r.array(1); r.err != nil || n != messageFields {
+	// The version is read before the number of fields is checked: a
+	// message of another version (of another field count) is counted as
+	// such, not as malformed.
+	fields := r.array(1)
+	if r.err != nil || fields < 3 {
 		return nil, fmt.Errorf("%w: not a message", errTruncated)
 	}
 	if v := r.uint(); r.err != nil || v != magic {
@@ -234,9 +239,12 @@ func decodeMessage(b []byte, limit int, cluster string) (*message, error) {
 	if v := r.uint(); r.err != nil || v != protocolVersion {
 		return nil, fmt.Errorf("%w %d", errBadVersion, v)
 	}
+	if fields != messageFields {
+		return nil, fmt.Errorf("%w: %d fields", errTruncated, fields)
+	}
 	m := &message{}
 	t := r.uint()
-	if r.err == nil && (t < uint64(msgSyn) || t > uint64(msgFull)) {
+	if r.err == nil && (t < uint64(msgSyn) || t > uint64(msgPing)) {
 		return nil, fmt.Errorf("%w %d", errBadType, t)
 	}
 	m.Type = msgType(t)
@@ -246,6 +254,7 @@ func decodeMessage(b []byte, limit int, cluster string) (*message, error) {
 	}
 	m.From = r.str(MaxIDSize)
 	m.Gen = r.uint()
+	m.Summary = r.uint()
 	m.Digest = r.digest()
 	m.Wants = r.digest()
 	n := r.array(minDeltaSize)
@@ -310,7 +319,7 @@ func (r *reader) fail() {
 // a declared length is a claim, and a stream may be megabytes long, while a
 // decoded element takes ten times its smallest encoding.
 const (
-	minDigestEntrySize = 6
+	minDigestEntrySize = 5
 	minDeltaSize       = 8
 	minEntrySize       = 5
 	maxPrealloc        = 64
@@ -383,12 +392,11 @@ func (r *reader) digest() []digestEntry {
 	}
 	es := make([]digestEntry, 0, min(n, maxPrealloc))
 	for i := 0; i < n && r.err == nil; i++ {
-		if r.array(1) != 5 {
+		if r.array(1) != 4 {
 			r.fail()
 		}
 		e := digestEntry{ID: r.str(MaxIDSize)}
 		e.Gen = r.uint()
-		e.Heartbeat = r.uint()
 		e.MaxVersion = r.uint()
 		e.LastGC = r.uint()
 		es = append(es, e)

@@ -49,12 +49,13 @@ func randomMessage(rng *rand.Rand) *message {
 	digest := func() []digestEntry {
 		var es []digestEntry
 		for range count() {
-			es = append(es, digestEntry{ID: str(MaxIDSize), Gen: num(), Heartbeat: num(), MaxVersion: num(), LastGC: num()})
+			es = append(es, digestEntry{ID: str(MaxIDSize), Gen: num(), MaxVersion: num(), LastGC: num()})
 		}
 		return es
 	}
 	m := &message{
-		Type:    msgType(1 + rng.IntN(4)),
+		Type:    msgType(1 + rng.IntN(5)),
+		Summary: num(),
 		Cluster: str(MaxIDSize),
 		From:    "f" + str(MaxIDSize-1),
 		Gen:     num(),
@@ -90,11 +91,13 @@ func TestSizesMatchEncoding(t *testing.T) {
 			t.Fatalf("message %d: size() = %d, encoded %d bytes", i, m.size(), len(b))
 		}
 		// Each part on its own: a message holding only it grows by its size.
-		empty := message{Type: m.Type, Cluster: m.Cluster, From: m.From, Gen: m.Gen}
+		empty := message{Type: m.Type, Cluster: m.Cluster, From: m.From, Gen: m.Gen, Summary: m.Summary}
 		base := len(encodeMsg(t, &empty))
-		if h := messageHeaderSize(m.Type, m.Cluster, m.From, m.Gen); h != base {
-			t.Fatalf("messageHeaderSize = %d, an empty message takes %d", h, base)
+		empty.Summary = math.MaxUint64 // the header size allows for the largest
+		if h := messageHeaderSize(m.Type, m.Cluster, m.From, m.Gen); h != len(encodeMsg(t, &empty)) {
+			t.Fatalf("messageHeaderSize = %d, an empty message with the largest summary takes %d", h, len(encodeMsg(t, &empty)))
 		}
+		empty.Summary = m.Summary
 		for _, e := range m.Digest {
 			one := empty
 			one.Digest = []digestEntry{e}
@@ -206,7 +209,7 @@ func manyNodes(t testing.TB, prefix string, count, keys int) []byte {
 			d.Entries = append(d.Entries, wireEntry{Key: fmt.Sprintf("key-%d", k), Value: strings.Repeat("v", 20), Version: uint64(k + 1)})
 		}
 		d.MaxVersion = uint64(keys)
-		m.Digest = append(m.Digest, digestEntry{ID: id, Gen: d.Gen, Heartbeat: 5, MaxVersion: d.MaxVersion})
+		m.Digest = append(m.Digest, digestEntry{ID: id, Gen: d.Gen, MaxVersion: d.MaxVersion})
 		m.Deltas = append(m.Deltas, d)
 	}
 	return encodeMsg(t, &m)
@@ -235,7 +238,7 @@ func TestDatagramsWithinMaxPacketSize(t *testing.T) {
 			for rounds = 1; rounds <= 300; rounds++ {
 				now = now.Add(10 * time.Millisecond)
 				for _, pair := range [][2]*Core{{a, b}, {b, a}} {
-					pair[0].sendSyn(addrOf(pair[1]))
+					pair[0].sendSyn(addrOf(pair[1]), true)
 					pair[0].pulls = pair[0].pulls[:0]
 					for _, m := range pair[0].Ready().Messages {
 						if len(m.Data) > size {
@@ -249,7 +252,12 @@ func TestDatagramsWithinMaxPacketSize(t *testing.T) {
 								if len(ack) > size {
 									t.Fatalf("round %d: %s's Ack is %d bytes", rounds, pair[0].ID(), len(ack))
 								}
-								step(t, now, pair[1], pair[0], ack)
+								for _, last := range step(t, now, pair[1], pair[0], ack) {
+									if len(last) > size {
+										t.Fatalf("round %d: %s's last Ack is %d bytes", rounds, pair[1].ID(), len(last))
+									}
+									step(t, now, pair[0], pair[1], last)
+								}
 							}
 						}
 					}
@@ -282,7 +290,7 @@ func TestDatagramsWithinMaxPacketSize(t *testing.T) {
 // The example of docs/protocol.md §3, byte for byte.
 func TestProtocolDocExample(t *testing.T) {
 	m := message{Type: msgSyn, Cluster: "default", From: "a", Gen: 7,
-		Digest: []digestEntry{{ID: "a", Gen: 7, Heartbeat: 3, MaxVersion: 2}}}
+		Digest: []digestEntry{{ID: "a", Gen: 7, MaxVersion: 2}}}
 	var buf bytes.Buffer
 	b, err := m.encode(&buf)
 	if err != nil {

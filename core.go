@@ -31,9 +31,9 @@ const removalMemory = 2
 // removal remembers a removed node, so that a lagging peer cannot bring its
 // old state back. It is kept for removalMemory times RemoveAfter.
 type removal struct {
-	gen       uint64
-	heartbeat uint64
-	until     time.Time
+	gen     uint64
+	version uint64
+	until   time.Time
 }
 
 // Core is the gossip protocol as a state machine, in the manner of etcd's
@@ -65,6 +65,21 @@ type Core struct {
 	leaveAcks map[string]bool // peers that hold it
 
 	live, dead []string // scratch of targets
+
+	sum uint64 // the summary: XOR of every node's term (summary.go)
+
+	// Monitoring (monitor.go).
+	ring        []*peerState       // alive nodes and this one, by ringKey
+	ringDirty   bool               // ring, monitors and watched need recomputing
+	monitors    []*peerState       // whom this node pings: its successors
+	watched     []*peerState       // whom this node judges: its predecessors
+	pending     map[string]verdict // verdicts on nodes not known yet
+	lastInbound time.Time          // the last valid message from a peer
+	lastTick    time.Time
+	isolated    bool // heard no one for isolateAfter
+	resyncing   bool // no longer isolated, not yet in sync
+	refutations uint64
+	antiEntropy bool // the next Syn carries a rotation of the digest
 
 	stateBytes int             // entrySize over every node's keys (limits.go)
 	limitsHit  map[string]bool // limits already reported by an EventLimit
@@ -110,6 +125,10 @@ func NewCore(cfg *Config, addr string, now time.Time) (*Core, error) {
 		detector: failure.New(full.detectorConfig()),
 		lastGC:   now,
 		aad:      additionalData(full.ClusterID),
+		pending:  make(map[string]verdict),
+
+		lastInbound: now,
+		lastTick:    now,
 	}
 	c.maxPlain = full.MaxPacketSize
 	if c.sealing() {
@@ -135,22 +154,21 @@ func NewCore(cfg *Config, addr string, now time.Time) (*Core, error) {
 }
 
 // detectorConfig derives the failure detector's settings from the gossip
-// interval: a new peer is judged by a prior of ten rounds; recorded
-// intervals are capped at 20 rounds; a local stall of 10 rounds (at least
-// a second) triggers the pause guard.
+// interval: a newly watched peer is judged by a prior of two rounds;
+// recorded intervals are capped at 20 rounds; a local stall of 10 rounds
+// (at least a second) triggers the pause guard.
 //
-// The prior is ten rounds, not one or two, because heartbeats travel in
-// bounded digests: in a large cluster a peer's heartbeat arrives here every
-// few rounds only (every 4 to 12 at 1,000 nodes), and in bursts just after
-// a join, when every node is a recent change. A prior of two rounds, with
-// two quick first samples, convicted hundreds of live peers of a
-// 1,000-node cluster within seconds of its start.
+// The detector judges only the peers this node monitors, whose heartbeats
+// come straight to it every round (monitor.go); a prior of two rounds is
+// cautious for those. (When heartbeats travelled in bounded digests, they
+// came every 4 to 12 rounds at 1,000 nodes, in bursts, and the prior had
+// to be ten rounds.)
 func (c *Config) detectorConfig() failure.Config {
 	fc := failure.Config{
 		Threshold:       c.PhiThreshold,
-		InitialInterval: 10 * c.GossipInterval,
+		InitialInterval: 2 * c.GossipInterval,
 		MaxInterval:     20 * c.GossipInterval,
-		PauseThreshold:  max(time.Second, 10*c.GossipInterval),
+		PauseThreshold:  max(time.Second, 10*c.GossipInterval), // Core.detectorPause
 	}
 	if c.DetectorWindow > 0 {
 		fc.WindowSize = c.DetectorWindow
@@ -168,19 +186,21 @@ func (c *Core) Generation() uint64 { return c.self.gen }
 func (c *Core) addPeer(now time.Time, id string, gen uint64) *peerState {
 	p := newPeerState(id, gen)
 	p.total = &c.stateBytes
-	p.since, p.lastHeard = now, now
+	p.sum = &c.sum
+	p.rehash()
+	p.since = now
 	c.peers[id] = p
 	i, _ := slices.BinarySearchFunc(c.order, id, byID)
 	c.order = slices.Insert(c.order, i, p)
+	c.markRing()
 	if id != c.id {
-		c.heard(now, p)
 		c.noteChange(id)
 	}
 	return p
 }
 
-// heard records news of life of a peer: the failure detector gets the
-// arrival, and the peer's deadline (before which judge skips it) is
+// heard records a heartbeat of a watched peer: the failure detector gets
+// the arrival, and the peer's deadline (before which judge skips it) is
 // renewed. Every heartbeat goes through here, so the deadline is never
 // stale.
 func (c *Core) heard(now time.Time, p *peerState) {
@@ -192,7 +212,10 @@ func (c *Core) heard(now time.Time, p *peerState) {
 func (c *Core) removePeer(id string) {
 	if p := c.peers[id]; p != nil {
 		p.account(-p.bytes)
+		c.sum ^= p.term
+		p.sum = nil
 	}
+	c.markRing()
 	delete(c.peers, id)
 	if i, ok := slices.BinarySearchFunc(c.order, id, byID); ok {
 		c.order = slices.Delete(c.order, i, i+1)
@@ -207,7 +230,7 @@ func (c *Core) isRemoved(e digestEntry) bool {
 	if !ok {
 		return false
 	}
-	if e.Gen > r.gen || (e.Gen == r.gen && e.Heartbeat > r.heartbeat) {
+	if e.Gen > r.gen || (e.Gen == r.gen && e.MaxVersion > r.version) {
 		delete(c.removed, e.ID) // really back
 		return false
 	}
@@ -282,15 +305,22 @@ func (c *Core) AddSeeds(addrs []string) {
 // Seeds returns the seed addresses.
 func (c *Core) Seeds() []string { return slices.Clone(c.seeds) }
 
-// Tick runs one gossip round at now: bump the heartbeat, judge liveness,
-// collect tombstones, and send Syns to Fanout live peers (sometimes to a
-// dead peer or a seed too).
+// Tick runs one gossip round at now: ping this node's monitors, judge the
+// nodes it watches, collect tombstones, and send Syns: to Fanout live
+// peers while changes spread, to one otherwise (sometimes to a dead peer
+// or a seed too).
 func (c *Core) Tick(now time.Time) {
 	c.round++
 	c.stats.Rounds++
 	c.self.heartbeat++
 	c.self.lastHeard = now
+	if gap := now.Sub(c.lastTick); gap > c.detectorPause() {
+		// This node stalled: the silence was its own, not its peers'.
+		c.lastInbound = c.lastInbound.Add(gap)
+	}
+	c.lastTick = now
 	c.detector.Tick(now)
+	c.updateRing(now)
 	c.judge(now)
 	if now.Sub(c.lastGC) >= gcEvery {
 		c.lastGC = now
@@ -302,16 +332,29 @@ func (c *Core) Tick(now time.Time) {
 				delete(c.removed, id)
 			}
 		}
+		c.withdrawVerdicts(now)
 	}
 	c.pruneRecent()
+	c.updateRing(now)
+	c.sendPings()
+	rotate := c.antiEntropy
+	c.antiEntropy = false
 	for _, to := range c.targets() {
-		c.sendSyn(to)
+		c.sendSyn(to, rotate)
+		rotate = false
 	}
 	// The wants gathered since the last round went out with these Syns.
 	c.pulls = c.pulls[:0:0]
 }
 
-// targets picks this round's peers: Fanout random live ones; one dead one
+// detectorPause is the stall of this node after which its silence is not
+// held against anyone.
+func (c *Core) detectorPause() time.Duration {
+	return max(time.Second, 10*c.cfg.GossipInterval)
+}
+
+// targets picks this round's peers: Fanout random live ones while changes
+// spread (or this node leaves), one when all is quiet; one dead one
 // with probability dead/(live+1) (chitchat's rule, so partitions heal);
 // the seeds when no peer is alive, else one seed with probability
 // 1/(live+1).
@@ -329,7 +372,11 @@ func (c *Core) targets() []string {
 			dead = append(dead, p.addr)
 		}
 	}
-	n := min(c.cfg.Fanout, len(live))
+	fanout := 1
+	if len(c.recent) > 0 || c.leaving != 0 {
+		fanout = c.cfg.Fanout
+	}
+	n := min(fanout, len(live))
 	for i := range n {
 		j := i + c.rng.IntN(len(live)-i)
 		live[i], live[j] = live[j], live[i]
@@ -353,30 +400,28 @@ func (c *Core) targets() []string {
 	return out
 }
 
-// judge moves peers between statuses: alive to dead when phi passes the
-// threshold; dead or left to removed after RemoveAfter.
+// judge convicts the watched peers whose phi passed the threshold (unless
+// this node is isolated: then every peer is dead here, and only here), and
+// removes dead or left peers after RemoveAfter.
 func (c *Core) judge(now time.Time) {
-	var gone []string
-	for _, p := range c.order {
-		if p == c.self {
+	c.checkIsolation(now)
+	for _, p := range slices.Clone(c.watched) {
+		// The deadline is a lower bound of the time phi passes the
+		// threshold, renewed at each heartbeat: most peers are judged
+		// by one comparison.
+		if p.status != StatusAlive || !now.After(p.deadline) {
 			continue
 		}
-		switch p.status {
-		case StatusAlive:
-			// The deadline is a lower bound of the time phi passes the
-			// threshold, renewed at each heartbeat: most peers are
-			// judged by one comparison.
-			if now.After(p.deadline) {
-				if c.detector.Suspect(p.id, now) {
-					c.setStatus(now, p, StatusDead)
-				} else {
-					p.deadline = c.deadline(p.id)
-				}
-			}
-		case StatusDead, StatusLeft:
-			if now.Sub(p.since) >= c.cfg.RemoveAfter {
-				gone = append(gone, p.id)
-			}
+		if c.detector.Suspect(p.id, now) {
+			c.convict(now, p)
+		} else {
+			p.deadline = c.deadline(p.id)
+		}
+	}
+	var gone []string
+	for _, p := range c.order {
+		if p != c.self && (p.status == StatusDead || p.status == StatusLeft) && now.Sub(p.since) >= c.cfg.RemoveAfter {
+			gone = append(gone, p.id)
 		}
 	}
 	for _, id := range gone {
@@ -386,7 +431,7 @@ func (c *Core) judge(now time.Time) {
 				c.emit(Event{Kind: EventDelete, NodeID: id, Key: e.key})
 			}
 		}
-		c.removed[id] = removal{gen: p.gen, heartbeat: p.heartbeat, until: now.Add(removalMemory * c.cfg.RemoveAfter)}
+		c.removed[id] = removal{gen: p.gen, version: p.maxVersion, until: now.Add(removalMemory * c.cfg.RemoveAfter)}
 		c.setStatus(now, p, StatusRemoved)
 		c.removePeer(id)
 	}
@@ -412,10 +457,17 @@ func (c *Core) statusOf(p *peerState) Status {
 	return StatusAlive
 }
 
-// updateLeft marks a peer left once its departure key arrives.
-func (c *Core) updateLeft(now time.Time, p *peerState) {
-	if p.left && p.status != StatusLeft {
-		c.setStatus(now, p, StatusLeft)
+// updateStatus follows a peer's state: it is left once its departure key
+// arrives, and alive again once a version newer than its verdict does.
+func (c *Core) updateStatus(now time.Time, p *peerState) {
+	switch {
+	case p.left:
+		if p.status != StatusLeft {
+			c.setStatus(now, p, StatusLeft)
+		}
+	case p.status == StatusDead && p.deadBy == causeVerdict && p.maxVersion > p.deadVersion:
+		p.deadBy = causeNone
+		c.setStatus(now, p, StatusAlive)
 	}
 }
 
@@ -425,6 +477,7 @@ func (c *Core) setStatus(now time.Time, p *peerState, to Status) {
 		return
 	}
 	p.status, p.since = to, now
+	c.markRing()
 	c.emit(Event{Kind: EventStatus, NodeID: p.id, From: from, To: to})
 	switch {
 	case to == StatusAlive:
@@ -434,27 +487,10 @@ func (c *Core) setStatus(now time.Time, p *peerState, to Status) {
 	}
 }
 
-// observe takes the heartbeat of a digest entry: a higher heartbeat of the
-// generation held here is news of life, from the node or through others.
-func (c *Core) observe(now time.Time, from string, e *digestEntry) {
-	c.observePeer(now, from, e, c.peers[e.ID])
-}
-
-// observePeer is observe with the entry's node already looked up.
-func (c *Core) observePeer(now time.Time, from string, e *digestEntry, p *peerState) {
-	if e.ID == c.id {
-		if c.leaving != 0 && e.Gen == c.self.gen && e.MaxVersion >= c.leaving {
-			c.leaveAcks[from] = true
-		}
-		return
-	}
-	if p == nil || e.Gen != p.gen || e.Heartbeat <= p.heartbeat {
-		return
-	}
-	p.heartbeat = e.Heartbeat
-	c.heard(now, p)
-	if p.status == StatusDead {
-		c.setStatus(now, p, c.statusOf(p))
+// noteAck counts a peer whose digest shows it holds this node's departure.
+func (c *Core) noteAck(from string, e *digestEntry) {
+	if e.ID == c.id && c.leaving != 0 && e.Gen == c.self.gen && e.MaxVersion >= c.leaving {
+		c.leaveAcks[from] = true
 	}
 }
 
@@ -479,13 +515,16 @@ func (c *Core) Step(now time.Time, addr string, data []byte) error {
 		c.stats.Dropped[dropReason(err)]++
 		return err
 	}
+	c.inbound(now)
 	switch m.Type {
 	case msgSyn:
 		c.onSyn(now, addr, m)
 	case msgSynAck:
 		c.onSynAck(now, addr, m)
 	case msgAck:
-		c.applyDeltas(now, m)
+		c.onAck(now, addr, m)
+	case msgPing:
+		c.onPing(now, m)
 	}
 	return nil
 }
@@ -496,18 +535,23 @@ func (c *Core) applyDeltas(now time.Time, m *message) {
 	}
 }
 
-// onSyn answers a digest: deltas where we are ahead, wants where we are
-// behind, and a digest of our own for what the Syn did not cover.
+// onSyn answers a Syn: deltas where we are ahead of its digest, wants
+// where we are behind. If its summary agrees with ours, nothing outside
+// its digest differs, and if nothing inside does either, there is no
+// answer at all: the idle exchange is one datagram. If the summaries
+// differ, the SynAck says so and carries our own recent changes (what is
+// spreading here may be the difference), or, when there are none and the
+// digest showed no difference, a rotation of our digest.
 func (c *Core) onSyn(now time.Time, addr string, m *message) {
 	var reqs []deltaRequest
 	var wants []digestEntry
 	mark := c.newMark()
 	for i := range m.Digest {
 		e := &m.Digest[i]
+		c.noteAck(m.From, e)
 		p := c.peers[e.ID]
-		c.observePeer(now, m.From, e, p)
-		if p != nil && e.ID != m.From {
-			p.mark = mark // the sender has it: no need to tell it ours
+		if p != nil {
+			p.mark = mark // the sender has told its own: no need to tell it ours
 		}
 		if r, send, w, want := c.comparePeer(*e, p); send {
 			reqs = append(reqs, r)
@@ -515,17 +559,49 @@ func (c *Core) onSyn(now time.Time, addr string, m *message) {
 			wants = append(wants, w)
 		}
 	}
+	agree := m.Summary == c.summaryLess(m.Digest)
+	differ := len(reqs) > 0 || len(wants) > 0
 	reqs = c.wantedBy(reqs, m.Wants)
 	reply := message{Type: msgSynAck, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
+	if !agree {
+		reply.Summary = 1
+	}
 	budget := c.maxPlain - messageHeaderSize(msgSynAck, reply.Cluster, reply.From, reply.Gen)
 	reply.Wants, budget = fitEntries(wants, budget-maxArrayHeader, budget/4)
-	reserve := min(budget/4, 1+len(c.order)*(MaxIDSize+40))
+	reserve := 0
+	if !agree {
+		reserve = min(budget/4, 1+len(c.order)*(MaxIDSize+40))
+	}
 	var used int
 	reply.Deltas, used = c.buildDeltas(reqs, budget-reserve)
 	budget -= used
-	// Our own entry, then the sender's as we hold it (it tells the sender
-	// what we have of it), then the rest.
-	reply.Digest, _ = c.fillDigest(nil, budget-maxArrayHeader, mark, c.peers[m.From])
+	// A leaving sender learns that we hold its departure.
+	var echo *peerState
+	if p := c.peers[m.From]; p != nil && p.left && p.mark == mark {
+		echo = p
+		p.mark = 0
+	}
+	switch {
+	case !agree:
+		// Our recent changes in half the room; a rotation in the rest
+		// when they do not all fit (a burst: it must not starve the
+		// search for other differences) or when nothing explains the
+		// difference.
+		room := budget - maxArrayHeader
+		d, used := c.fillDigest(nil, room/2, mark, echo, false)
+		if !differ && len(d) == 0 || c.recentUnmarked(mark) {
+			d, _ = c.fillDigest(d, room-used, mark, nil, true)
+		}
+		reply.Digest = d
+	case echo != nil:
+		reply.Digest = []digestEntry{echo.digest()}
+	}
+	if agree {
+		c.resynced(now)
+		if len(reply.Deltas) == 0 && len(reply.Wants) == 0 && len(reply.Digest) == 0 {
+			return
+		}
+	}
 	c.send(addr, &reply)
 }
 
@@ -559,27 +635,57 @@ func fitEntries(es []digestEntry, budget, limit int) ([]digestEntry, int) {
 }
 
 // onSynAck applies the deltas, then answers the wants and the digest with
-// deltas; entries where we are behind become wants of our next Syn.
+// an Ack: deltas where we are ahead, wants where we are behind. A SynAck
+// that reports different summaries and shows no difference in its digest
+// leaves the difference unexplained: our next Syn carries a rotation of
+// our digest, which finds it.
 func (c *Core) onSynAck(now time.Time, addr string, m *message) {
 	c.applyDeltas(now, m)
 	reqs := c.wantedBy(nil, m.Wants)
+	var wants []digestEntry
+	explained := false
 	for i := range m.Digest {
 		e := &m.Digest[i]
+		c.noteAck(m.From, e)
 		p := c.peers[e.ID]
-		c.observePeer(now, m.From, e, p)
 		if r, send, w, want := c.comparePeer(*e, p); send {
+			explained = true
 			if !slices.ContainsFunc(reqs, func(q deltaRequest) bool { return q.p == r.p }) {
 				reqs = append(reqs, r)
 			}
 		} else if want {
-			c.addPull(w)
+			explained = true
+			wants = append(wants, w)
 		}
 	}
+	if m.Summary != 0 && !explained {
+		c.antiEntropy = true
+	}
+	if len(reqs) == 0 && len(wants) == 0 {
+		return
+	}
+	ack := message{Type: msgAck, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
+	budget := c.maxPlain - messageHeaderSize(msgAck, ack.Cluster, ack.From, ack.Gen)
+	ack.Wants, budget = fitEntries(wants, budget-maxArrayHeader, budget/4)
+	for _, w := range wants[len(ack.Wants):] {
+		c.addPull(w) // asked for in the next Syn
+	}
+	ack.Deltas, _ = c.buildDeltas(reqs, budget)
+	if len(ack.Deltas) > 0 || len(ack.Wants) > 0 {
+		c.send(addr, &ack)
+	}
+}
+
+// onAck applies the deltas, and answers the wants, if any, with a last Ack
+// of deltas only.
+func (c *Core) onAck(now time.Time, addr string, m *message) {
+	c.applyDeltas(now, m)
+	reqs := c.wantedBy(nil, m.Wants)
 	if len(reqs) == 0 {
 		return
 	}
 	ack := message{Type: msgAck, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
-	budget := c.maxPlain - messageHeaderSize(msgAck, ack.Cluster, ack.From, ack.Gen) + 1
+	budget := c.maxPlain - messageHeaderSize(msgAck, ack.Cluster, ack.From, ack.Gen)
 	ack.Deltas, _ = c.buildDeltas(reqs, budget)
 	if len(ack.Deltas) > 0 {
 		c.send(addr, &ack)
@@ -596,12 +702,15 @@ func (c *Core) addPull(w digestEntry) {
 	c.pulls = append(c.pulls, w)
 }
 
-// sendSyn opens an exchange with addr: wants, then a bounded digest.
-func (c *Core) sendSyn(addr string) {
+// sendSyn opens an exchange with addr: wants, this node's recent changes
+// (with rotate, also a rotation of the rest of its digest), and the
+// summary of all it holds less the digest's nodes.
+func (c *Core) sendSyn(addr string, rotate bool) {
 	m := message{Type: msgSyn, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
 	budget := c.maxPlain - messageHeaderSize(msgSyn, m.Cluster, m.From, m.Gen)
 	m.Wants, budget = fitEntries(c.pulls, budget-maxArrayHeader, budget/4)
-	m.Digest, _ = c.fillDigest(nil, budget-maxArrayHeader, c.newMark(), nil)
+	m.Digest, _ = c.fillDigest(nil, budget-maxArrayHeader, c.newMark(), nil, rotate)
+	m.Summary = c.summaryLess(m.Digest)
 	c.send(addr, &m)
 }
 
@@ -666,8 +775,5 @@ func (c *Core) StepFull(now time.Time, data []byte) (string, error) {
 		return "", err
 	}
 	c.applyDeltas(now, m)
-	for i := range m.Digest {
-		c.observe(now, m.From, &m.Digest[i])
-	}
 	return m.From, nil
 }

@@ -130,6 +130,7 @@ func (c *Core) applyDelta(now time.Time, d *nodeDelta) {
 		p = c.addPeer(now, d.ID, d.Gen)
 		c.replace(now, p, d)
 		c.setStatus(now, p, c.statusOf(p))
+		c.takePending(now, p)
 	case d.Gen < p.gen:
 		return
 	case d.Gen > p.gen:
@@ -141,19 +142,23 @@ func (c *Core) applyDelta(now time.Time, d *nodeDelta) {
 			return
 		}
 		p.heartbeat = 0
-		c.detector.Forget(p.id) // a new incarnation: a new history
-		c.heard(now, p)
+		if p.watched {
+			c.detector.Forget(p.id) // a new incarnation: a new history
+			c.heard(now, p)
+		}
+		p.deadBy, p.deadVersion = causeNone, 0
 		c.replace(now, p, d)
 		// A new generation is a new incarnation: it joins again.
 		p.status = 0
 		c.setStatus(now, p, c.statusOf(p))
+		c.takePending(now, p)
 	case d.Reset && p.maxVersion < d.LastGC && p.lastGC < d.LastGC:
 		if limit, ok := c.fitsWhole(d, p.bytes); !ok {
 			c.refuse(limit, d.ID)
 			return
 		}
 		c.replace(now, p, d)
-		c.updateLeft(now, p)
+		c.updateStatus(now, p)
 	default:
 		if d.FromVersion > p.maxVersion {
 			c.stats.gaps++
@@ -179,7 +184,7 @@ func (c *Core) applyDelta(now time.Time, d *nodeDelta) {
 			c.putEntry(now, p, we)
 		}
 		if d.MaxVersion > p.maxVersion {
-			p.maxVersion = d.MaxVersion
+			p.setMaxVersion(d.MaxVersion)
 		}
 		c.afterApply(now, p, before)
 	}
@@ -190,7 +195,7 @@ func (c *Core) afterApply(now time.Time, p *peerState, before uint64) {
 	if p.maxVersion != before {
 		c.noteChange(p.id)
 	}
-	c.updateLeft(now, p)
+	c.updateStatus(now, p)
 }
 
 // putEntry applies one entry if it is newer than all held, and announces it.
@@ -201,6 +206,9 @@ func (c *Core) putEntry(now time.Time, p *peerState, we *wireEntry) {
 	_, wasLive := p.get(we.Key)
 	p.put(&entry{key: we.Key, value: we.Value, version: we.Version, deleted: we.Deleted}, now)
 	if isReserved(we.Key) {
+		if target, ok := verdictKey(we.Key); ok && !we.Deleted {
+			c.verdictArrived(now, target, we.Value)
+		}
 		return
 	}
 	switch {
@@ -225,7 +233,7 @@ func (c *Core) replace(now time.Time, p *peerState, d *nodeDelta) {
 		last = we.Version
 		p.put(&entry{key: we.Key, value: we.Value, version: we.Version, deleted: we.Deleted}, now)
 	}
-	p.maxVersion = max(last, d.MaxVersion)
+	p.setMaxVersion(max(last, d.MaxVersion))
 	p.lastGC = d.LastGC
 	keys := make([]string, 0, len(old))
 	for k := range old {
@@ -237,7 +245,10 @@ func (c *Core) replace(now time.Time, p *peerState, d *nodeDelta) {
 			c.emit(Event{Kind: EventDelete, NodeID: p.id, Key: k})
 		}
 	}
-	for _, e := range p.byVersion {
+	for _, e := range slices.Clone(p.byVersion) {
+		if target, ok := verdictKey(e.key); ok && !e.deleted {
+			c.verdictArrived(now, target, e.value)
+		}
 		if e.deleted || isReserved(e.key) {
 			continue
 		}

@@ -54,10 +54,11 @@ func (c *Core) newMark() uint64 {
 }
 
 // fillDigest appends digest entries to dst, at most budget bytes of them,
-// skipping nodes already marked with mark (this node's own entry is never
-// skipped), and marking those it adds.
+// skipping nodes already marked with mark and marking those it adds: echo
+// first if not nil, this node's own entry while it leaves, then the recent
+// changes, newest first; with rotate, the rest in rotation after them.
 // It returns the entries and the bytes they take.
-func (c *Core) fillDigest(dst []digestEntry, budget int, mark uint64, echo *peerState) ([]digestEntry, int) {
+func (c *Core) fillDigest(dst []digestEntry, budget int, mark uint64, echo *peerState, rotate bool) ([]digestEntry, int) {
 	used := 0
 	limit := budget
 	add := func(p *peerState) bool {
@@ -74,21 +75,25 @@ func (c *Core) fillDigest(dst []digestEntry, budget int, mark uint64, echo *peer
 		used += n
 		return true
 	}
-	// This node's own entry goes in always, even if the caller marked it
-	// (a Syn carried it): its heartbeat is news. Marks start at 1.
-	c.self.mark = 0
-	if !add(c.self) || echo != nil && !add(echo) {
+	if echo != nil && !add(echo) {
 		return dst, used
 	}
-	// Recent changes take at most half of what is left, so that the
-	// rotation always advances: it carries the heartbeats of the quiet
-	// nodes, and a burst of changes (a join of many nodes) must not starve
-	// their failure detectors.
-	limit = used + (budget-used)/2
+	if c.leaving != 0 && !add(c.self) {
+		return dst, used
+	}
+	// With a rotation, recent changes take at most half of what is left,
+	// so that the rotation always advances: a burst of changes (a join
+	// of many nodes) must not starve the search for other differences.
+	if rotate {
+		limit = used + (budget-used)/2
+	}
 	for i := len(c.recent) - 1; i >= 0; i-- {
 		if p := c.peers[c.recent[i].id]; p != nil && !add(p) {
 			break
 		}
+	}
+	if !rotate {
+		return dst, used
 	}
 	limit = budget
 	for range len(c.order) {
@@ -101,6 +106,16 @@ func (c *Core) fillDigest(dst []digestEntry, budget int, mark uint64, echo *peer
 		c.cursor++
 	}
 	return dst, used
+}
+
+// recentUnmarked tells whether a recently changed node is not marked.
+func (c *Core) recentUnmarked(mark uint64) bool {
+	for _, r := range c.recent {
+		if p := c.peers[r.id]; p != nil && p.mark != mark {
+			return true
+		}
+	}
+	return false
 }
 
 // compare sets what to do about one entry of a peer's digest: send it a

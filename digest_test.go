@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// A digest of a thousand nodes is bounded, starts with this node (and the
-// echoed peer), and its rotation carries every node within a few rounds.
+// A digest of a thousand nodes is bounded, starts with the echoed peer,
+// and its rotation carries every node within a few rounds.
 func TestFillDigestBoundedAndRotating(t *testing.T) {
 	c := newTestCore(t, "a", nil)
 	b := newTestCore(t, "b", nil)
@@ -24,7 +24,7 @@ func TestFillDigestBoundedAndRotating(t *testing.T) {
 		// Past hotRounds, no change is recent: pure rotation.
 		c.round += hotRounds + 1
 		c.pruneRecent()
-		es, used := c.fillDigest(nil, budget, c.newMark(), c.peers["b"])
+		es, used := c.fillDigest(nil, budget, c.newMark(), c.peers["b"], true)
 		size := 0
 		for _, e := range es {
 			size += e.size()
@@ -33,22 +33,19 @@ func TestFillDigestBoundedAndRotating(t *testing.T) {
 		if size != used || used > budget {
 			t.Fatalf("round %d: %d entries of %d bytes, reported %d, budget %d", rounds, len(es), size, used, budget)
 		}
-		if len(es) < 2 || es[0].ID != "a" || es[1].ID != "b" {
+		if len(es) < 2 || es[0].ID != "b" {
 			t.Fatalf("round %d: digest starts %+v", rounds, es[:min(2, len(es))])
 		}
-		if es[0].Heartbeat != c.self.heartbeat || es[0].MaxVersion != c.self.maxVersion {
-			t.Fatalf("own entry %+v", es[0])
-		}
 	}
-	big := digestEntry{ID: "n-0000-" + string(make([]byte, MaxIDSize-7)), Gen: 1999, Heartbeat: 5, MaxVersion: 1}
+	big := digestEntry{ID: "n-0000-" + string(make([]byte, MaxIDSize-7)), Gen: 1999, MaxVersion: 1}
 	perDigest := budget / big.size()
-	if len(seen) != total || rounds > total/(perDigest-2)+2 {
+	if len(seen) != total || rounds > total/(perDigest-1)+2 {
 		t.Fatalf("%d of %d nodes carried in %d rounds (%d entries a digest)", len(seen), total, rounds, perDigest)
 	}
 }
 
-// Recently changed nodes come right after this node and the echo, newest
-// first.
+// Recently changed nodes come first, newest first; without a rotation,
+// nothing else does.
 func TestFillDigestRecentFirst(t *testing.T) {
 	c := newTestCore(t, "a", nil)
 	if _, err := c.StepFull(t0, manyNodes(t, "n", 50, 1)); err != nil {
@@ -60,12 +57,19 @@ func TestFillDigestRecentFirst(t *testing.T) {
 	for _, id := range ids {
 		c.noteChange(id)
 	}
-	es, _ := c.fillDigest(nil, 1400, c.newMark(), nil)
-	want := []string{"a", ids[2], ids[1], ids[0]}
+	es, _ := c.fillDigest(nil, 1400, c.newMark(), nil, false)
+	want := []string{ids[2], ids[1], ids[0]}
+	if len(es) != len(want) {
+		t.Fatalf("%d entries, want %d", len(es), len(want))
+	}
 	for i, id := range want {
 		if es[i].ID != id {
 			t.Fatalf("entry %d is %s, want %s", i, es[i].ID, id)
 		}
+	}
+	es, _ = c.fillDigest(nil, 1400, c.newMark(), nil, true)
+	if len(es) <= len(want) || es[0].ID != ids[2] {
+		t.Fatalf("with a rotation: %d entries, the first %s", len(es), es[0].ID)
 	}
 }
 
@@ -73,7 +77,7 @@ func TestCompare(t *testing.T) {
 	c := newTestCore(t, "a", nil)
 	mustSet(t, c, t0, "k", "v") // a at version 2
 	holdNode(t, c, "n", 3, kv("k", 4, "x")...)
-	c.removed["gone"] = removal{gen: 5, heartbeat: 9, until: t0.Add(time.Hour)}
+	c.removed["gone"] = removal{gen: 5, version: 9, until: t0.Add(time.Hour)}
 	tests := []struct {
 		name   string
 		e      digestEntry
@@ -94,7 +98,7 @@ func TestCompare(t *testing.T) {
 		{name: "own state same", e: digestEntry{ID: "a", Gen: 1, MaxVersion: 2}},
 		{name: "own state ahead", e: digestEntry{ID: "a", Gen: 1, MaxVersion: 9}},
 		{name: "own newer generation", e: digestEntry{ID: "a", Gen: 2, MaxVersion: 9}},
-		{name: "removed", e: digestEntry{ID: "gone", Gen: 5, Heartbeat: 9, MaxVersion: 9}},
+		{name: "removed", e: digestEntry{ID: "gone", Gen: 5, MaxVersion: 9}},
 	}
 	for _, tt := range tests {
 		req, send, want, wanted := c.compare(tt.e)
@@ -106,8 +110,8 @@ func TestCompare(t *testing.T) {
 			t.Errorf("%s: request %+v", tt.name, req)
 		}
 	}
-	// A removed node back with a higher heartbeat is known again.
-	if _, _, _, wanted := c.compare(digestEntry{ID: "gone", Gen: 5, Heartbeat: 10}); !wanted {
-		t.Error("a removed node back with a higher heartbeat is not wanted")
+	// A removed node back with a higher version is known again.
+	if _, _, _, wanted := c.compare(digestEntry{ID: "gone", Gen: 5, MaxVersion: 10}); !wanted {
+		t.Error("a removed node back with a higher version is not wanted")
 	}
 }

@@ -73,7 +73,7 @@ func addrOf(c *Core) string { return "addr-" + c.ID() }
 // returns the Syn datagram.
 func synTo(t testing.TB, from, to *Core) []byte {
 	t.Helper()
-	from.sendSyn(addrOf(to))
+	from.sendSyn(addrOf(to), true)
 	rd := from.Ready()
 	if len(rd.Messages) != 1 {
 		t.Fatalf("%s: %d messages for one Syn", from.ID(), len(rd.Messages))
@@ -111,16 +111,26 @@ func takeEvents(c *Core) []Event {
 	return ev
 }
 
-// exchange runs one Syn/SynAck/Ack exchange opened by a, returning the
-// number of datagrams of each step (1, 0 or 1, 0 or 1).
+// exchange runs one exchange opened by a: Syn, SynAck, Ack, and the last
+// Ack that answers an Ack's wants, returning the number of SynAcks and
+// Acks. Nothing answers the last Ack.
 func exchange(t testing.TB, now time.Time, a, b *Core) (synAcks, acks int) {
 	t.Helper()
 	for _, sa := range step(t, now, b, a, synTo(t, a, b)) {
 		synAcks++
 		for _, ack := range step(t, now, a, b, sa) {
 			acks++
-			if more := step(t, now, b, a, ack); len(more) != 0 {
-				t.Fatalf("%s answered an Ack", b.ID())
+			for _, last := range step(t, now, b, a, ack) {
+				plain, err := a.unwrap(last)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m := decoded(t, plain); m.Type != msgAck || len(m.Wants) != 0 {
+					t.Fatalf("%s answered an Ack with a %v (%d wants)", b.ID(), m.Type, len(m.Wants))
+				}
+				if more := step(t, now, a, b, last); len(more) != 0 {
+					t.Fatalf("%s answered the last Ack", a.ID())
+				}
 			}
 		}
 	}

@@ -8,7 +8,8 @@ const (
 	magic = 0x5342
 	// protocolVersion is the version of the wire format. Messages of
 	// another version are refused. 2: the encrypted envelope (envelope.go).
-	protocolVersion = 2
+	// 3: lean gossip: summaries, direct heartbeats to monitors, verdicts.
+	protocolVersion = 3
 )
 
 // msgType is the kind of a message.
@@ -19,6 +20,7 @@ const (
 	msgSynAck msgType = 2 // deltas for the digest, wants, and a digest back
 	msgAck    msgType = 3 // deltas for the SynAck's wants and digest
 	msgFull   msgType = 4 // full state, over a stream only (joining)
+	msgPing   msgType = 5 // a heartbeat, to the sender's monitors (monitor.go)
 )
 
 func (t msgType) String() string {
@@ -31,6 +33,8 @@ func (t msgType) String() string {
 		return "ack"
 	case msgFull:
 		return "full"
+	case msgPing:
+		return "ping"
 	}
 	return "unknown"
 }
@@ -39,8 +43,13 @@ func (t msgType) String() string {
 type message struct {
 	Type    msgType
 	Cluster string
-	From    string        // sender's node ID
-	Gen     uint64        // sender's generation
+	From    string // sender's node ID
+	Gen     uint64 // sender's generation
+	// Summary, in a Syn, is the hash of the sender's (node, generation,
+	// version) vector less the nodes of its digest (summary.go); in a
+	// SynAck, non-zero says the Syn's summary differed from the
+	// receiver's. Zero otherwise.
+	Summary uint64
 	Digest  []digestEntry // what the sender holds
 	Wants   []digestEntry // what the sender lacks: send deltas from here
 	Deltas  []nodeDelta
@@ -50,7 +59,6 @@ type message struct {
 type digestEntry struct {
 	ID         string
 	Gen        uint64
-	Heartbeat  uint64
 	MaxVersion uint64
 	LastGC     uint64
 }

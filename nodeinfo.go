@@ -8,9 +8,9 @@ type NodeInfo struct {
 	Addr       string    `json:"addr"`       // advertised gossip address
 	Generation uint64    `json:"generation"` // incarnation; higher after a restart
 	Version    uint64    `json:"version"`    // highest version of its state held here
-	Heartbeat  uint64    `json:"heartbeat"`  // last heartbeat heard
+	Heartbeat  uint64    `json:"heartbeat"`  // heartbeats heard from it directly (by its monitors; 0 elsewhere)
 	Status     Status    `json:"status"`
-	LastHeard  time.Time `json:"last_heard"` // when its heartbeat last advanced here
+	LastHeard  time.Time `json:"last_heard"` // when its last heartbeat came here
 	Keys       int       `json:"keys"`       // live keys held here
 	Tombstones int       `json:"tombstones"` // deleted keys not yet collected
 	Phi        float64   `json:"phi"`        // failure detector's suspicion now
@@ -29,4 +29,7 @@ type Stats struct {
 	Dropped        map[string]uint64 `json:"dropped"` // packets dropped, by reason
 	Refused        map[string]uint64 `json:"refused"` // deltas refused by a state limit, by limit
 	MaxPacketBytes int               `json:"max_packet_bytes"`
+	Verdicts       uint64            `json:"verdicts"`    // nodes this node convicted as their monitor
+	Refutations    uint64            `json:"refutations"` // verdicts on this node it refuted
+	Isolations     uint64            `json:"isolations"`  // times it heard no one for a detection time
 }

@@ -42,21 +42,29 @@ type peerState struct {
 	bytes      int  // entrySize summed over keys: what MaxNodeBytes bounds
 	total      *int // the core's sum of bytes over all nodes, or nil
 
+	idh  uint64  // idHash(id)
+	term uint64  // this node's term of the summary (summary.go)
+	sum  *uint64 // the core's summary, or nil
+
+	watched     bool       // this node monitors it (monitor.go)
+	deadBy      deathCause // why it is dead here
+	deadVersion uint64     // the highest version a verdict convicted
+
 	mark      uint64 // digest selection stamp (Core.newMark)
 	addr      string // from keyAddr
 	left      bool   // from keyLeft
 	status    Status
 	since     time.Time // when status last changed
-	lastHeard time.Time // when the heartbeat last advanced
+	lastHeard time.Time // when its last heartbeat came, if it pings this node
 	deadline  time.Time // before it, the detector cannot suspect this peer
 }
 
 func newPeerState(id string, gen uint64) *peerState {
-	return &peerState{id: id, gen: gen, keys: make(map[string]*entry)}
+	return &peerState{id: id, gen: gen, idh: idHash(id), keys: make(map[string]*entry)}
 }
 
 func (p *peerState) digest() digestEntry {
-	return digestEntry{ID: p.id, Gen: p.gen, Heartbeat: p.heartbeat, MaxVersion: p.maxVersion, LastGC: p.lastGC}
+	return digestEntry{ID: p.id, Gen: p.gen, MaxVersion: p.maxVersion, LastGC: p.lastGC}
 }
 
 // get returns the live value of key.
@@ -117,7 +125,7 @@ func (p *peerState) put(e *entry, now time.Time) {
 		p.byVersion = slices.Insert(p.byVersion, i, e)
 	}
 	if e.version > p.maxVersion {
-		p.maxVersion = e.version
+		p.setMaxVersion(e.version)
 	}
 	switch e.key {
 	case keyAddr:
@@ -125,6 +133,12 @@ func (p *peerState) put(e *entry, now time.Time) {
 	case keyLeft:
 		p.left = !e.deleted
 	}
+}
+
+// setMaxVersion sets the highest version held, keeping the summary.
+func (p *peerState) setMaxVersion(v uint64) {
+	p.maxVersion = v
+	p.rehash()
 }
 
 // unindex removes e from the counts and the version index (not from keys).
@@ -176,7 +190,8 @@ func (p *peerState) collect(now time.Time, ttl time.Duration) {
 func (p *peerState) reset(gen uint64) {
 	p.gen = gen
 	p.account(-p.bytes)
-	p.maxVersion, p.lastGC, p.tombstones, p.live = 0, 0, 0, 0
+	p.lastGC, p.tombstones, p.live = 0, 0, 0
+	p.setMaxVersion(0)
 	p.keys = make(map[string]*entry)
 	p.byVersion = nil
 	p.addr, p.left = "", false

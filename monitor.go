@@ -1,0 +1,295 @@
+package scuttlebutt
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Direct monitoring (docs/design.md, "Lean gossip"). Heartbeats do not
+// travel in digests: every node sends a ping each round to its monitors,
+// the monitorsPerNode nodes that follow it on a ring of the live nodes
+// ordered by a hash of their IDs, and each node judges only the nodes it
+// monitors (those it follows on the ring), with its phi-accrual detector.
+// Every node computes the ring from its own view, so monitors are re-chosen
+// as the membership changes, and every live node is watched.
+//
+// A monitor that convicts publishes a verdict as ordinary state of its
+// own, the key _sb/dead/<ID> = "<generation>.<version>": the node's
+// generation and the highest version of its state the monitor held. Every
+// node that holds a verdict and no newer version of the node's state
+// declares it dead. A live node that learns of a verdict on itself refutes
+// it by publishing a newer version (the key _sb/alive), which revives it
+// wherever it arrives: a monitor that convicted in error (cut off from the
+// node, or slow) costs a brief death, never a lasting one.
+//
+// A node that hears nothing at all, from anyone, for as long as a monitor
+// takes to convict is isolated: the fault is likely its own (its inbound
+// traffic is lost, it is cut off). It publishes no verdict then, so that
+// its trouble does not kill healthy nodes, and declares every peer dead in
+// its own view only; the peers come back in its view once an exchange
+// shows it holds the same state as a peer (it has caught up with the
+// verdicts it missed).
+
+// monitorsPerNode is how many nodes watch each node.
+const monitorsPerNode = 3
+
+// Reserved keys of monitoring.
+const (
+	keyVerdictPrefix = ReservedPrefix + "dead/" // + node ID: a verdict
+	keyAlive         = ReservedPrefix + "alive" // bumped to refute a verdict
+)
+
+// deathCause says why a peer is dead here.
+type deathCause uint8
+
+const (
+	causeNone      deathCause = iota
+	causeVerdict              // a verdict of a monitor, until a newer version arrives
+	causeIsolation            // this node heard no one, until it is in sync again
+)
+
+// verdict is a parsed verdict value.
+type verdict struct {
+	gen, version uint64
+}
+
+func (v verdict) String() string {
+	return strconv.FormatUint(v.gen, 10) + "." + strconv.FormatUint(v.version, 10)
+}
+
+func parseVerdict(s string) (verdict, bool) {
+	g, ver, ok := strings.Cut(s, ".")
+	if !ok {
+		return verdict{}, false
+	}
+	gen, err1 := strconv.ParseUint(g, 10, 64)
+	version, err2 := strconv.ParseUint(ver, 10, 64)
+	return verdict{gen, version}, err1 == nil && err2 == nil
+}
+
+// ringPos orders the ring: a hash of the ID, so that monitors are spread
+// whatever the IDs look like.
+func ringPos(p *peerState) uint64 { return mix64(p.idh) }
+
+// markRing notes that the ring must be recomputed before it is next used.
+func (c *Core) markRing() { c.ringDirty = true }
+
+// updateRing recomputes the ring, this node's monitors (its successors)
+// and the nodes it watches (its predecessors). A newly watched node is
+// judged from now, with a fresh detector history.
+func (c *Core) updateRing(now time.Time) {
+	if !c.ringDirty {
+		return
+	}
+	c.ringDirty = false
+	ring := c.ring[:0]
+	for _, p := range c.order {
+		if p == c.self || p.status == StatusAlive && p.addr != "" {
+			ring = append(ring, p)
+		}
+	}
+	slices.SortFunc(ring, func(a, b *peerState) int {
+		if c := cmp.Compare(ringPos(a), ringPos(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	c.ring = ring
+	n := len(ring)
+	i := slices.Index(ring, c.self)
+	k := min(monitorsPerNode, n-1)
+	c.monitors = c.monitors[:0]
+	watched := make([]*peerState, 0, k)
+	for j := 1; j <= k; j++ {
+		c.monitors = append(c.monitors, ring[(i+j)%n])
+		if w := ring[(i-j+n)%n]; !slices.Contains(watched, w) {
+			watched = append(watched, w)
+		}
+	}
+	for _, p := range c.watched {
+		if !slices.Contains(watched, p) {
+			p.watched = false
+			c.detector.Forget(p.id)
+		}
+	}
+	for _, p := range watched {
+		if !p.watched {
+			p.watched = true
+			c.detector.Forget(p.id)
+			c.heard(now, p) // judged from now
+		}
+	}
+	c.watched = watched
+}
+
+// sendPings sends this round's heartbeat to each of this node's monitors.
+func (c *Core) sendPings() {
+	for _, p := range c.monitors {
+		c.send(p.addr, &message{Type: msgPing, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen})
+	}
+}
+
+// onPing takes a heartbeat.
+func (c *Core) onPing(now time.Time, m *message) {
+	p := c.peers[m.From]
+	if p == nil || p.gen != m.Gen {
+		return
+	}
+	p.heartbeat++
+	if p.watched {
+		c.heard(now, p)
+	} else {
+		p.lastHeard = now
+	}
+}
+
+// isolateAfter is how long a node that hears no one waits before taking
+// itself to be isolated: as long as a monitor takes to convict a silent
+// node whose heartbeats came every round.
+func (c *Core) isolateAfter() time.Duration {
+	return time.Duration(c.cfg.PhiThreshold * math.Ln10 * float64(c.cfg.GossipInterval))
+}
+
+// inbound notes a valid message from a peer: this node is not isolated.
+func (c *Core) inbound(now time.Time) {
+	c.lastInbound = now
+	if c.isolated {
+		c.isolated = false
+		c.resyncing = true
+	}
+}
+
+// checkIsolation declares every peer dead here when nothing has come in
+// for isolateAfter, while peers were thought alive.
+func (c *Core) checkIsolation(now time.Time) {
+	if c.isolated || now.Sub(c.lastInbound) <= c.isolateAfter() {
+		return
+	}
+	alive := false
+	for _, p := range c.order {
+		if p != c.self && p.status == StatusAlive {
+			alive = true
+			break
+		}
+	}
+	if !alive {
+		return
+	}
+	c.isolated, c.resyncing = true, false
+	c.stats.Isolations++
+	for _, p := range c.order {
+		if p != c.self && p.status == StatusAlive {
+			p.deadBy = causeIsolation
+			c.setStatus(now, p, StatusDead)
+		}
+	}
+}
+
+// resynced revives the peers declared dead by isolation, once an exchange
+// has shown that this node holds what a peer holds: every verdict it
+// missed has arrived by then.
+func (c *Core) resynced(now time.Time) {
+	if !c.resyncing {
+		return
+	}
+	c.resyncing = false
+	for _, p := range c.order {
+		if p.status == StatusDead && p.deadBy == causeIsolation {
+			p.deadBy = causeNone
+			c.setStatus(now, p, c.statusOf(p))
+		}
+	}
+}
+
+// convict publishes a verdict on a watched node and applies it here.
+func (c *Core) convict(now time.Time, p *peerState) {
+	if c.isolated {
+		return
+	}
+	v := verdict{gen: p.gen, version: p.maxVersion}
+	c.setLocal(now, keyVerdictPrefix+p.id, v.String(), false)
+	c.stats.Verdicts++
+	c.applyVerdict(now, p.id, v)
+}
+
+// verdictKey tells whether a key is a verdict, and on whom.
+func verdictKey(key string) (string, bool) {
+	return strings.CutPrefix(key, keyVerdictPrefix)
+}
+
+// verdictArrived takes a verdict found in a peer's state.
+func (c *Core) verdictArrived(now time.Time, target, value string) {
+	v, ok := parseVerdict(value)
+	if !ok {
+		return
+	}
+	if c.peers[target] == nil && target != c.id {
+		// Its state may come after the verdict (in the same full state,
+		// say): keep the verdict for then.
+		if len(c.pending) < c.cfg.MaxNodes {
+			if old, ok := c.pending[target]; !ok || v.gen > old.gen || v.gen == old.gen && v.version > old.version {
+				c.pending[target] = v
+			}
+		}
+		return
+	}
+	c.applyVerdict(now, target, v)
+}
+
+// applyVerdict declares a node dead if the verdict is on the generation
+// and version held here; a verdict on this node is refuted.
+func (c *Core) applyVerdict(now time.Time, target string, v verdict) {
+	if target == c.id {
+		if v.gen == c.self.gen && v.version >= c.self.maxVersion && c.leaving == 0 {
+			c.refutations++
+			c.stats.Refutations++
+			c.setLocal(now, keyAlive, strconv.FormatUint(c.refutations, 10), false)
+		}
+		return
+	}
+	p := c.peers[target]
+	if p == nil || p.gen != v.gen || p.maxVersion > v.version || p.status == StatusLeft {
+		return
+	}
+	p.deadVersion = max(p.deadVersion, v.version)
+	if p.status == StatusAlive || p.deadBy == causeIsolation {
+		p.deadBy = causeVerdict
+		c.setStatus(now, p, StatusDead)
+	}
+}
+
+// takePending applies a verdict that arrived before its node.
+func (c *Core) takePending(now time.Time, p *peerState) {
+	if v, ok := c.pending[p.id]; ok {
+		delete(c.pending, p.id)
+		c.applyVerdict(now, p.id, v)
+	}
+}
+
+// withdrawVerdicts deletes this node's verdicts on nodes that are alive
+// again, reborn or removed here: a verdict is kept only while its node is
+// dead, so that nodes that join meanwhile learn of the death.
+func (c *Core) withdrawVerdicts(now time.Time) {
+	var stale []string
+	for _, e := range c.self.byVersion {
+		target, ok := verdictKey(e.key)
+		if !ok || e.deleted {
+			continue
+		}
+		v, _ := parseVerdict(e.value)
+		p := c.peers[target]
+		if p == nil || p.gen != v.gen || p.status != StatusDead {
+			stale = append(stale, e.key)
+		}
+	}
+	for _, k := range stale {
+		c.setLocal(now, k, "", true)
+	}
+	if len(c.pending) > len(c.peers) {
+		clear(c.pending) // verdicts on nodes that never came
+	}
+}
