@@ -289,14 +289,14 @@ func TestDatagramsWithinMaxPacketSize(t *testing.T) {
 
 // The example of docs/protocol.md §3, byte for byte.
 func TestProtocolDocExample(t *testing.T) {
-	m := message{Type: msgSyn, Cluster: "default", From: "a", Gen: 7,
+	m := message{Type: msgSyn, Cluster: "default", From: "a", Gen: 7, Summary: 0x0123456789abcdef,
 		Digest: []digestEntry{{ID: "a", Gen: 7, MaxVersion: 2}}}
 	var buf bytes.Buffer
 	b, err := m.encode(&buf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = "99 cd 53 42 02 01 a7 64 65 66 61 75 6c 74 a1 61 07 91 95 a1 61 07 03 02 00 90 90"
+	const want = "9a cd 53 42 03 01 a7 64 65 66 61 75 6c 74 a1 61 07 cf 01 23 45 67 89 ab cd ef 91 94 a1 61 07 02 00 90 90"
 	if got := fmt.Sprintf("% x", b); got != want {
 		t.Fatalf("encoded\n%s\nwant (docs/protocol.md)\n%s", got, want)
 	}

@@ -353,8 +353,9 @@ func (c *Core) detectorPause() time.Duration {
 	return max(time.Second, 10*c.cfg.GossipInterval)
 }
 
-// targets picks this round's peers: Fanout random live ones while changes
-// spread (or this node leaves), one when all is quiet; one dead one
+// targets picks this round's peers: Fanout random live ones for
+// freshRounds after a change (or while this node leaves), one otherwise;
+// one dead one
 // with probability dead/(live+1) (chitchat's rule, so partitions heal);
 // the seeds when no peer is alive, else one seed with probability
 // 1/(live+1).
@@ -373,7 +374,7 @@ func (c *Core) targets() []string {
 		}
 	}
 	fanout := 1
-	if len(c.recent) > 0 || c.leaving != 0 {
+	if n := len(c.recent); n > 0 && c.round-c.recent[n-1].round < freshRounds || c.leaving != 0 {
 		fanout = c.cfg.Fanout
 	}
 	n := min(fanout, len(live))
@@ -477,6 +478,9 @@ func (c *Core) setStatus(now time.Time, p *peerState, to Status) {
 		return
 	}
 	p.status, p.since = to, now
+	if to != StatusDead {
+		p.deadBy = causeNone
+	}
 	c.markRing()
 	c.emit(Event{Kind: EventStatus, NodeID: p.id, From: from, To: to})
 	switch {

@@ -23,6 +23,12 @@ package scuttlebutt
 // update reaches 1,000 nodes in about 9 rounds.
 const hotRounds = 12
 
+// freshRounds is how long after a change a node gossips to Fanout peers a
+// round instead of one: the push that carries an update to most nodes in
+// log(N)/log(Fanout+1) rounds. The last nodes pull it from the digests
+// of the hot nodes they gossip with.
+const freshRounds = 2
+
 // recentChange records that a node's state changed here in a round.
 type recentChange struct {
 	id    string

@@ -88,7 +88,9 @@ func (c *Core) updateRing(now time.Time) {
 	c.ringDirty = false
 	ring := c.ring[:0]
 	for _, p := range c.order {
-		if p == c.self || p.status == StatusAlive && p.addr != "" {
+		// Peers dead only because this node is isolated keep their place:
+		// its pings must still reach its monitors.
+		if p == c.self || (p.status == StatusAlive || p.status == StatusDead && p.deadBy == causeIsolation) && p.addr != "" {
 			ring = append(ring, p)
 		}
 	}

@@ -83,3 +83,25 @@ func (c *Core) Version(nodeID string) (gen, version uint64, ok bool) {
 	}
 	return p.gen, p.maxVersion, true
 }
+
+// Watched returns the IDs of the nodes this node monitors: it gets their
+// heartbeats and convicts them when they fall silent (docs/design.md).
+func (c *Core) Watched() []string {
+	c.updateRing(c.lastTick)
+	ids := make([]string, len(c.watched))
+	for i, p := range c.watched {
+		ids[i] = p.id
+	}
+	return ids
+}
+
+// Monitors returns the IDs of the nodes that monitor this one: those it
+// sends its heartbeat to.
+func (c *Core) Monitors() []string {
+	c.updateRing(c.lastTick)
+	ids := make([]string, len(c.monitors))
+	for i, p := range c.monitors {
+		ids[i] = p.id
+	}
+	return ids
+}

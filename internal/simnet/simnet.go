@@ -43,6 +43,10 @@ type Node struct {
 	// Loss is the probability that a datagram from or to this node is lost,
 	// on top of the network's: a node on a bad link.
 	Loss float64
+	// InLoss is the probability that a datagram to this node is lost, on
+	// top of Loss: a node whose inbound traffic suffers (a full receive
+	// queue, a one-way firewall rule).
+	InLoss float64
 }
 
 // Network is the simulated network and its clock.
@@ -61,7 +65,8 @@ type Network struct {
 	opts   Options
 	rng    *rand.Rand
 	byAddr map[string]*Node
-	group  map[string]int // partition group by address; absent: 0
+	group  map[string]int     // partition group by address; absent: 0
+	cuts   map[[2]string]bool // one-way cuts: from, to
 	queue  queue
 	seq    uint64
 }
@@ -74,6 +79,7 @@ func New(opts Options) *Network {
 		rng:    rand.New(rand.NewPCG(opts.Seed, 0x5eed)),
 		byAddr: make(map[string]*Node),
 		group:  make(map[string]int),
+		cuts:   make(map[[2]string]bool),
 	}
 }
 
@@ -153,7 +159,11 @@ func (n *Network) Partition(groups ...[]*Node) {
 }
 
 // Heal ends all partitions.
-func (n *Network) Heal() { clear(n.group) }
+func (n *Network) Heal() { clear(n.group); clear(n.cuts) }
+
+// Cut loses every datagram from one node to another, one way only, until
+// Heal.
+func (n *Network) Cut(from, to *Node) { n.cuts[[2]string{from.Addr, to.Addr}] = true }
 
 // Join runs a full-state exchange between nd and the node at seed, as the
 // TCP join of a Node does. It returns false if either is down.
@@ -289,7 +299,7 @@ func (n *Network) flush(nd *Node) {
 			n.Oversize++
 		}
 		to := n.byAddr[m.To]
-		if to == nil || n.group[nd.Addr] != n.group[m.To] || n.rng.Float64() < n.opts.Loss || n.lost(nd, to) {
+		if to == nil || n.group[nd.Addr] != n.group[m.To] || n.cuts[[2]string{nd.Addr, m.To}] || n.rng.Float64() < n.opts.Loss || n.lost(nd, to) {
 			n.Dropped++
 			continue
 		}
@@ -306,7 +316,7 @@ func (n *Network) flush(nd *Node) {
 // draws nothing when neither end has a loss of its own, so that setting
 // one node's Loss does not change the rest of a seeded run.
 func (n *Network) lost(from, to *Node) bool {
-	p := 1 - (1-from.Loss)*(1-to.Loss)
+	p := 1 - (1-from.Loss)*(1-to.Loss)*(1-to.InLoss)
 	return p > 0 && n.rng.Float64() < p
 }
 
