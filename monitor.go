@@ -11,9 +11,10 @@ import (
 
 // Direct monitoring (docs/design.md, "Lean gossip"). Heartbeats do not
 // travel in digests: every node sends a ping each round to its monitors,
-// the monitorsPerNode nodes that follow it on a ring of the live nodes
-// ordered by a hash of their IDs, and each node judges only the nodes it
-// monitors (those it follows on the ring), with its phi-accrual detector.
+// the monitorsPerNode live nodes that follow it on a ring ordered by a hash
+// of their IDs (and to the dead nodes between them), and each node judges
+// only the live nodes it monitors (those it follows on the ring), with its
+// phi-accrual detector.
 // Every node computes the ring from its own view, so monitors are re-chosen
 // as the membership changes, and every live node is watched.
 //
@@ -79,19 +80,26 @@ func ringPos(p *peerState) uint64 { return mix64(p.idh) }
 func (c *Core) markRing() { c.ringDirty = true }
 
 // updateRing recomputes the ring, this node's monitors (its successors)
-// and the nodes it watches (its predecessors). A newly watched node is
-// judged from now, with a fresh detector history.
+// and the nodes it watches (its predecessors). The ring holds the alive
+// and the dead nodes: walking forward, a node pings every node up to its
+// monitorsPerNode-th live successor, dead ones on the way included, so
+// that a node the cluster holds dead but which is alive (cut off one way,
+// paused) still hears its predecessors and convicts no one for its own
+// trouble; walking back, it watches its live predecessors. A newly
+// watched node is judged from now, with a fresh detector history.
 func (c *Core) updateRing(now time.Time) {
 	if !c.ringDirty {
 		return
 	}
 	c.ringDirty = false
 	ring := c.ring[:0]
+	live := 0
 	for _, p := range c.order {
-		// Peers dead only because this node is isolated keep their place:
-		// its pings must still reach its monitors.
-		if p == c.self || (p.status == StatusAlive || p.status == StatusDead && p.deadBy == causeIsolation) && p.addr != "" {
+		if p == c.self || (p.status == StatusAlive || p.status == StatusDead) && p.addr != "" {
 			ring = append(ring, p)
+			if c.ringLive(p) {
+				live++
+			}
 		}
 	}
 	slices.SortFunc(ring, func(a, b *peerState) int {
@@ -103,13 +111,19 @@ func (c *Core) updateRing(now time.Time) {
 	c.ring = ring
 	n := len(ring)
 	i := slices.Index(ring, c.self)
-	k := min(monitorsPerNode, n-1)
+	k := min(monitorsPerNode, live-1)
 	c.monitors = c.monitors[:0]
+	for j, found := 1, 0; j < n && found < k; j++ {
+		p := ring[(i+j)%n]
+		c.monitors = append(c.monitors, p)
+		if c.ringLive(p) {
+			found++
+		}
+	}
 	watched := make([]*peerState, 0, k)
-	for j := 1; j <= k; j++ {
-		c.monitors = append(c.monitors, ring[(i+j)%n])
-		if w := ring[(i-j+n)%n]; !slices.Contains(watched, w) {
-			watched = append(watched, w)
+	for j := 1; j < n && len(watched) < k; j++ {
+		if p := ring[(i-j+n)%n]; c.ringLive(p) {
+			watched = append(watched, p)
 		}
 	}
 	for _, p := range c.watched {
@@ -126,6 +140,12 @@ func (c *Core) updateRing(now time.Time) {
 		}
 	}
 	c.watched = watched
+}
+
+// ringLive tells whether a node of the ring counts as live there: alive,
+// or dead here only because this node was isolated.
+func (c *Core) ringLive(p *peerState) bool {
+	return p == c.self || p.status == StatusAlive || p.status == StatusDead && p.deadBy == causeIsolation
 }
 
 // sendPings sends this round's heartbeat to each of this node's monitors.

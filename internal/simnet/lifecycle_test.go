@@ -218,30 +218,44 @@ func TestNoFalseDeathUnderLoss(t *testing.T) {
 	}
 	for _, loss := range []float64{0.1, 0.3} {
 		t.Run(fmt.Sprintf("loss=%v", loss), func(t *testing.T) {
-			net, nodes := mesh(t, Options{Seed: 21, Loss: loss}, n, nil)
-			log := watch(net)
-			for i := range minutes {
-				// An update a minute keeps deltas flowing too.
-				net.Do(nodes[i], func(c *scuttlebutt.Core) { _ = c.Set(net.Now, "k", fmt.Sprint(i)) })
-				net.Run(time.Minute)
-			}
-			if d := log.deaths(); d != 0 {
-				t.Errorf("seed 21, loss %v: %d false deaths over %d minutes of %d nodes (%.1f per node-hour)",
-					loss, d, minutes, n, float64(d)/(float64(n*minutes)/60))
-			}
-			if d := notAlive(net, nodes); d != "" {
-				t.Error(d)
-			}
-			if !net.RunUntil(func() bool { return diverged(nodes) == "" }, 10*time.Second) {
-				t.Error(diverged(nodes))
-			}
+			noFalseDeaths(t, n, minutes, loss)
 		})
+	}
+	// And a thousand nodes for two virtual minutes (SIMNET_LONG=1).
+	for _, loss := range []float64{0.1, 0.3} {
+		t.Run(fmt.Sprintf("n=1000/loss=%v", loss), func(t *testing.T) {
+			bigOK(t, 1000)
+			noFalseDeaths(t, 1000, 2, loss)
+		})
+	}
+}
+
+// noFalseDeaths runs n nodes for some minutes at a loss rate.
+func noFalseDeaths(t *testing.T, n, minutes int, loss float64) {
+	t.Helper()
+	net, nodes := mesh(t, Options{Seed: 21, Loss: loss}, n, nil)
+	log := watch(net)
+	for i := range minutes {
+		// An update a minute keeps deltas flowing too.
+		net.Do(nodes[i], func(c *scuttlebutt.Core) { _ = c.Set(net.Now, "k", fmt.Sprint(i)) })
+		net.Run(time.Minute)
+	}
+	if d := log.deaths(); d != 0 {
+		t.Errorf("seed 21, loss %v: %d false deaths over %d minutes of %d nodes (%.1f per node-hour)",
+			loss, d, minutes, n, float64(d)/(float64(n*minutes)/60))
+	}
+	if d := notAlive(net, nodes); d != "" {
+		t.Error(d)
+	}
+	if !net.RunUntil(func() bool { return diverged(nodes) == "" }, 10*time.Second) {
+		t.Error(diverged(nodes))
 	}
 }
 
 // A cluster cut in halves for two minutes: each half declares the other
 // dead; once healed, every node is alive in every view again and all hold
-// the same state, updates made during the partition included.
+// the same state, updates made during the partition included, within 10 s
+// (measured: 0.4 s at 50 nodes, 5.0 s at 1,000).
 func TestPartitionHeals(t *testing.T) {
 	small := 50
 	if quick() {
@@ -266,8 +280,8 @@ func TestPartitionHeals(t *testing.T) {
 			net.Heal()
 			t0 := net.Now
 			healed := func() bool { return notAlive(net, nodes) == "" && behind(nodes) == "" }
-			if !net.RunUntil(healed, time.Minute) {
-				t.Fatalf("seed 31, a minute after the heal: %s%s", notAlive(net, nodes), behind(nodes))
+			if !net.RunUntil(healed, 10*time.Second) {
+				t.Fatalf("seed 31, 10 s after the heal: %s%s", notAlive(net, nodes), behind(nodes))
 			}
 			t.Logf("n=%d: all alive and converged %v after the heal", n, net.Now.Sub(t0))
 			if d := diverged(nodes); d != "" {
