@@ -19,9 +19,11 @@ package scuttlebutt
 // entries it receives and asked for with a want (a digest entry of
 // generation 0).
 
-// hotRounds is how long a changed node stays at the front of digests: an
-// update reaches 1,000 nodes in about 9 rounds.
-const hotRounds = 12
+// hotRounds is how long a changed node stays in digests: an update
+// reaches 1,000 nodes in about 5 rounds, and a node that has not got it
+// finds it in the digests of those that have. Longer costs bytes: every
+// Syn carries every hot entry.
+const hotRounds = 8
 
 // freshRounds is how long after a change a node gossips to Fanout peers a
 // round instead of one: the push that carries an update to most nodes in

@@ -149,16 +149,18 @@ func (c *Core) ringLive(p *peerState) bool {
 }
 
 // sendPings sends this round's heartbeat to each of this node's monitors.
+// A ping's generation is 0: the sender's ID is enough to tell who is alive,
+// and 8 bytes less a ping is 240 bytes a second less a node.
 func (c *Core) sendPings() {
 	for _, p := range c.monitors {
-		c.send(p.addr, &message{Type: msgPing, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen})
+		c.send(p.addr, &message{Type: msgPing, Cluster: c.cfg.ClusterID, From: c.id})
 	}
 }
 
 // onPing takes a heartbeat.
 func (c *Core) onPing(now time.Time, m *message) {
 	p := c.peers[m.From]
-	if p == nil || p.gen != m.Gen {
+	if p == nil {
 		return
 	}
 	p.heartbeat++

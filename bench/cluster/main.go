@@ -225,6 +225,9 @@ func cpuTime() time.Duration {
 
 // spread times updates from random nodes until every node has them.
 func (b *bench) spread(updates int, every time.Duration) {
+	// Let the joins settle first: for 12 rounds after a node joins, it is
+	// a recent change every node carries in its digests.
+	time.Sleep(30 * b.interval)
 	idle := 3 * time.Second
 	b0, c0, t0 := b.bytesOut(), cpuTime(), time.Now()
 	time.Sleep(idle)
