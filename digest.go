@@ -1,18 +1,19 @@
 package scuttlebutt
 
 // Digests. A digest entry says which generation and version of a node's
-// state the sender holds, with its heartbeat. A full digest of a large
-// cluster does not fit in a datagram (about 50 entries do at 1400 bytes), so
-// every digest is a bounded selection, in this order:
+// state the sender holds. A full digest of a large cluster does not fit in
+// a datagram (about 50 entries do at 1400 bytes), and most of the time it
+// would say nothing new: a summary (summary.go) proves agreement in 8
+// bytes. So a digest carries, in this order:
 //
-//  1. the sender itself (its heartbeat and version, always), and in a
-//     SynAck the Syn's sender as held here, so it learns what we hold of it;
+//  1. in a SynAck to a leaving node, its entry as held here (it counts the
+//     peers that hold its departure); this node's own entry while it
+//     leaves;
 //  2. nodes whose state changed here in the last hotRounds rounds, newest
-//     first, in at most half of the space left: what is spreading now is
-//     compared first;
-//  3. the rest in rotation: a cursor walks all known nodes in ID order, so
-//     every node's entry is carried regularly (heartbeats reach the failure
-//     detector, and any difference left is eventually found).
+//     first: what is spreading now is compared first;
+//  3. with a rotation only (when summaries differ and nothing recent
+//     explains it), the rest: a cursor walks all known nodes in ID order,
+//     so any difference left is found a digest at a time.
 //
 // Because a digest is partial, a missing entry says nothing: only the
 // entries present are compared. Nodes a receiver does not know are found in
