@@ -47,14 +47,16 @@ type Config struct {
 	// are refused and counted, never merged. Default "default".
 	ClusterID string
 
-	// GossipInterval is the time between gossip rounds. Each round the
-	// heartbeat is bumped and Fanout peers are gossiped with, so an update
-	// reaches N nodes in about log(N)/log(Fanout+1) rounds and a crashed
-	// node is detected after roughly 18 mean heartbeat intervals.
+	// GossipInterval is the time between gossip rounds. Each round a node
+	// pings its monitors and gossips with a peer (Fanout peers while a
+	// change is fresh), so an update reaches N nodes in about
+	// log(N)/log(Fanout+1) rounds and a crashed node is convicted after
+	// roughly 18 rounds of silence.
 	GossipInterval time.Duration
 
-	// Fanout is how many live peers are gossiped with each round.
-	// More peers: faster spread and detection, more bytes.
+	// Fanout is how many live peers are gossiped with each round for two
+	// rounds after a change (one otherwise). More peers: faster spread,
+	// more bytes.
 	Fanout int
 
 	// MaxPacketSize bounds every datagram, in bytes, counted on the encoded
