@@ -279,6 +279,11 @@ func badDatagrams(t testing.TB, syn []byte) []struct {
 	add("trailing byte", "malformed", append(bytes.Clone(syn), 0))
 	add("wrong magic", "bad_magic", rawMessage(t, 0x1234, protocolVersion, 1, "default", "b", 1))
 	add("wrong version", "bad_version", rawMessage(t, magic, 99, 1, "default", "b", 1))
+	// A Syn of version 2 as its nodes sent it: nine elements, a digest
+	// entry with a heartbeat. Counted as another version, not misread.
+	v2 := []byte{0x99, 0xcd, 0x53, 0x42, 0x02, 0x01, 0xa7, 'd', 'e', 'f', 'a', 'u', 'l', 't', 0xa1, 'b', 0x01,
+		0x91, 0x95, 0xa1, 'b', 0x01, 0x03, 0x02, 0x00, 0x90, 0x90}
+	add("version 2", "bad_version", v2)
 	add("wrong type", "bad_type", rawMessage(t, magic, protocolVersion, 9, "default", "b", 1))
 	add("full in a datagram", "bad_type", rawMessage(t, magic, protocolVersion, int(msgFull), "default", "b", 1))
 	add("from self", "from_self", rawMessage(t, magic, protocolVersion, 1, "default", "a", 1))
