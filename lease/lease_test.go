@@ -109,10 +109,14 @@ func cluster(t *testing.T, n int) []*scuttlebutt.Node {
 
 // Ten candidates on five nodes race for a label, fifty times (five labels
 // at a time): never two holders at once, and every candidate holds it, in
-// the order of the requests.
+// the order of the requests. Rounds are 10 ms and a request reaches every
+// node in a few of them; Spread is 300 ms all the same, because the
+// guarantee holds only while the settle window outlasts the real spread,
+// and on a loaded 2-core CI machine under -race goroutines stall for
+// longer than 100 ms (with 100 ms, two holders were seen there).
 func TestTenCandidatesTakeTurns(t *testing.T) {
 	nodes := cluster(t, 5)
-	opt := Options{Spread: 100 * time.Millisecond, Skew: time.Millisecond, Poll: 10 * time.Millisecond}
+	opt := Options{Spread: 300 * time.Millisecond, Skew: time.Millisecond, Poll: 10 * time.Millisecond}
 	var leases []*Leases
 	for _, nd := range nodes {
 		leases = append(leases, New(nd, opt))
@@ -171,7 +175,7 @@ func TestTenCandidatesTakeTurns(t *testing.T) {
 // counts once the node is declared dead.
 func TestDeadHolderPassesTheLease(t *testing.T) {
 	nodes := cluster(t, 3)
-	opt := Options{Spread: 100 * time.Millisecond, Skew: time.Millisecond, Poll: 10 * time.Millisecond}
+	opt := Options{Spread: 300 * time.Millisecond, Skew: time.Millisecond, Poll: 10 * time.Millisecond}
 	first, second := New(nodes[1], opt), New(nodes[2], opt)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
