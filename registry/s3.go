@@ -131,7 +131,7 @@ func localEndpoint(endpoint string) bool {
 func (s *S3) String() string { return "s3://" + s.bucket + "/" + s.prefix }
 
 func (s *S3) heartbeatKey(id string) string { return s.prefix + AgentsDir + heartbeatName(id) }
-func (s *S3) slotKey(slot int) string     { return s.prefix + ServersDir + strconv.Itoa(slot) + ".json" }
+func (s *S3) slotKey(slot int) string       { return s.prefix + ServersDir + strconv.Itoa(slot) + ".json" }
 
 // Put writes e as node e.ID's heartbeat.
 func (s *S3) Put(ctx context.Context, e Entry) error {
