@@ -64,6 +64,7 @@ func Choose(ctx context.Context, r Registry, self Entry, servers int, expiry tim
 			order = append(order, i)
 		}
 	}
+	raced := false // a claim lost to another node: the snapshot is stale
 	for _, slot := range order {
 		if cur, ok := live[slot]; ok && cur.ID != self.ID {
 			continue
@@ -81,12 +82,18 @@ func Choose(ctx context.Context, r Registry, self Entry, servers int, expiry tim
 		claim.Bootstrap = slot == 0 && others == 0
 		err := r.Claim(ctx, slot, claim, expiry)
 		if errors.Is(err, ErrTaken) {
+			raced = true
 			continue
 		}
 		if err != nil {
 			return Decision{}, err
 		}
 		return Decision{Role: RoleServer, Bootstrap: claim.Bootstrap, Slot: slot, Servers: list}, nil
+	}
+	if raced {
+		if es, err := r.List(ctx); err == nil || errors.Is(err, ErrBadEntry) {
+			entries = es
+		}
 	}
 	return Decision{Role: RoleAgent, Slot: -1, Servers: Servers(entries, self.ID, now, expiry)}, nil
 }

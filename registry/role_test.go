@@ -64,7 +64,7 @@ func TestChooseRace(t *testing.T) {
 					case RoleServer:
 						slots = append(slots, d.Slot)
 					case RoleAgent:
-						if d.Bootstrap || d.Slot != -1 {
+						if d.Bootstrap || d.Slot != -1 || len(d.Servers) != servers {
 							t.Fatalf("rep %d: an agent with %+v", rep, d)
 						}
 					default:
