@@ -37,6 +37,7 @@ type agent struct {
 	decom *decommissions
 	srv   *server
 	log   *slog.Logger
+	reg   *registrar // -registry, -exec; nil without them
 
 	httpSrv    *http.Server
 	httpLn     net.Listener
@@ -57,6 +58,7 @@ type agentOptions struct {
 	libLog     *slog.Logger // the library's log; nil: none
 	keyring    string       // -keyring-file: where key changes are saved
 	httpOpts   httpFlags
+	rolesOwned bool // -servers: the role keys belong to the role choice
 }
 
 // startAgent creates the node and starts serving HTTP. It does not join.
@@ -89,7 +91,7 @@ func startAgent(opt agentOptions) (*agent, error) {
 	}
 	so := serverOptions{
 		token: opt.token, maxValue: scuttlebutt.MaxValueSize(maxPacket),
-		dockerOwned: opt.docker, log: log, ctx: watchCtx,
+		dockerOwned: opt.docker, rolesOwned: opt.rolesOwned, log: log, ctx: watchCtx,
 		checkHosts: true, allowHosts: allowedHosts(opt.httpAddr, opt.httpOpts.allowHosts),
 		maxWatch: opt.httpOpts.maxWatch, maxWatchPerClient: opt.httpOpts.maxWatchPerClient,
 	}
@@ -249,6 +251,9 @@ func (a *agent) shutdown(leave bool) error {
 	if a.alone != nil {
 		a.alone.Stop()
 	}
+	if a.reg != nil {
+		a.reg.stop() // -exec stops, the slot and heartbeat go
+	}
 	if a.stopDocker != nil {
 		a.stopDocker()
 		select {
@@ -347,6 +352,7 @@ func runAgent(args []string, stderr io.Writer) int {
 	a, err := startAgent(agentOptions{
 		cfg: cfg, httpAddr: c.http, token: c.token, docker: c.docker, dockerOpts: c.dockerOpts,
 		log: log, libLog: libLog, keyring: c.encryption.file, httpOpts: c.httpOpts,
+		rolesOwned: c.registry.servers > 0,
 	})
 	if err != nil {
 		log.Error(err.Error())
@@ -363,7 +369,10 @@ func runAgent(args []string, stderr io.Writer) int {
 	case cfg.AcceptPlaintext:
 		log.Warn("accepting unencrypted gossip (-encrypt-accept-plaintext): a step of moving the cluster to encryption; drop it once no node sends plaintext")
 	}
-	a.join(c.join)
+	if len(c.join) > 0 || c.registry.reg == nil {
+		a.join(c.join)
+	}
+	a.reg = startRegistrar(a, c.registry, log, stderr)
 
 	decommissioned := make(chan struct{})
 	go func() {

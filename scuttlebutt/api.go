@@ -39,6 +39,7 @@ type server struct {
 	loopbackOnly bool   // the API listens on loopback only: writes need no token
 	maxValue     int    // largest value a key may have
 	dockerOwned  bool   // svc/ keys belong to the Docker adapter
+	rolesOwned   bool   // the role keys belong to the role choice (-servers)
 	metrics      http.Handler
 	ctx          context.Context // ends when the server shuts down (ends /v1/watch streams)
 	keys         *keyManager     // nil: the agent does not encrypt
@@ -51,6 +52,7 @@ type serverOptions struct {
 	loopbackOnly bool
 	maxValue     int
 	dockerOwned  bool
+	rolesOwned   bool // the role keys belong to -servers
 	log          *slog.Logger
 	ctx          context.Context
 	keys         *keyManager
@@ -75,7 +77,7 @@ func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *serv
 		node: n, hub: h, decom: d, log: opt.log, started: time.Now(),
 		services: &servicesCache{node: n, hub: h},
 		token:    opt.token, loopbackOnly: opt.loopbackOnly, maxValue: opt.maxValue,
-		dockerOwned: opt.dockerOwned, ctx: opt.ctx, keys: opt.keys,
+		dockerOwned: opt.dockerOwned, rolesOwned: opt.rolesOwned, ctx: opt.ctx, keys: opt.keys,
 		watches: newStreamLimit(cmp.Or(opt.maxWatch, 256), cmp.Or(opt.maxWatchPerClient, 32)),
 	}
 	s.metrics = newMetricsHandler(s)
@@ -296,7 +298,7 @@ func (s *server) handleNode(w http.ResponseWriter, r *http.Request) {
 	if state == nil {
 		state = map[string]string{}
 	}
-	writeJSON(w, http.StatusOK, nodeDetail{nodeView: nodeView{NodeInfo: ni, Decommissioned: s.decom.isOut(id)}, State: state})
+	writeJSON(w, http.StatusOK, nodeDetail{nodeView: s.nodeView(ni), State: state})
 }
 
 func (s *server) handleServices(w http.ResponseWriter, r *http.Request) {
@@ -431,6 +433,8 @@ func (s *server) checkWritableKey(w http.ResponseWriter, key string) bool {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("keys starting with %q are reserved by the library", scuttlebutt.ReservedPrefix))
 	case len(key) > scuttlebutt.MaxKeySize:
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("key is %d bytes, the limit is %d", len(key), scuttlebutt.MaxKeySize))
+	case s.rolesOwned && (key == roleKey || key == bootstrapKey):
+		writeError(w, http.StatusConflict, fmt.Sprintf("key %q belongs to the role choice of this agent (-servers)", key))
 	case s.dockerOwned && strings.HasPrefix(key, docker.KeyPrefix):
 		writeError(w, http.StatusConflict, fmt.Sprintf("keys starting with %q belong to the Docker adapter on this agent (-docker)", docker.KeyPrefix))
 	default:

@@ -281,7 +281,12 @@ func (c *cli) members() int {
 		return c.printJSON(raw)
 	}
 	tw := c.table()
-	fmt.Fprintln(tw, "ID\tADDRESS\tSTATUS\tGENERATION\tLAST HEARD\tKEYS\t")
+	roles := slices.ContainsFunc(out.Nodes, func(n nodeJSON) bool { return n.Role != "" })
+	if roles {
+		fmt.Fprintln(tw, "ID\tADDRESS\tSTATUS\tROLE\tGENERATION\tLAST HEARD\tKEYS\t")
+	} else {
+		fmt.Fprintln(tw, "ID\tADDRESS\tSTATUS\tGENERATION\tLAST HEARD\tKEYS\t")
+	}
 	now := time.Now()
 	for _, n := range out.Nodes {
 		note := ""
@@ -291,7 +296,11 @@ func (c *cli) members() int {
 		if n.Decommissioned {
 			note += " decommissioned"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", n.ID, n.Addr, n.Status, n.Generation,
+		status := n.Status
+		if roles {
+			status += "\t" + roleText(n.Role, n.Bootstrap)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", n.ID, n.Addr, status, n.Generation,
 			ago(now, n.LastHeard, n.Local), n.Keys, strings.TrimSpace(note))
 	}
 	tw.Flush()

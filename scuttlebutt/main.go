@@ -4,12 +4,13 @@
 //
 // Usage:
 //
-//	scuttlebutt agent [-join host:port] [-http 127.0.0.1:7777] [-docker] ...
+//	scuttlebutt agent [-join host:port] [-registry URL -servers N -exec CMD] [-http 127.0.0.1:7777] [-docker] ...
 //	scuttlebutt demo [-nodes 5]
 //	scuttlebutt members | services [name] | hosts -label NAME
 //	scuttlebutt kv get|set|delete|list ...
 //	scuttlebutt decommission [-clear] ID
 //	scuttlebutt keygen | keys list|install|use|remove
+//	scuttlebutt registry list -registry URL
 //	scuttlebutt bench-http ...
 //
 // Every agent flag may be given as an environment variable instead
@@ -58,6 +59,10 @@ Gossip encryption (docs/daemon.md, "Encryption"):
   scuttlebutt keys list|install|use|remove [KEY|FINGERPRINT]
                                        change the agent's keyring (rotation)
 
+Registry (docs/daemon.md, "Registry"; no agent needed):
+  scuttlebutt registry list -registry URL
+                                       the entries of a registry, live and expired
+
 Load test:
   scuttlebutt bench-http [flags]       GET an endpoint as fast as possible; report req/s and latency
 
@@ -82,6 +87,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runKeygen(rest, stdout, stderr)
 	case "keys":
 		return runKeys(rest, stdout, stderr)
+	case "registry":
+		return runRegistry(rest, stdout, stderr)
 	case "members", "services", "hosts", "kv", "decommission":
 		return runCLI(cmd, rest, stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":

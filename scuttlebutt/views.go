@@ -36,7 +36,9 @@ var _ clusterNode = (*scuttlebutt.Node)(nil)
 // nodeView is one node as the API shows it.
 type nodeView struct {
 	scuttlebutt.NodeInfo
-	Decommissioned bool `json:"decommissioned"`
+	Decommissioned bool   `json:"decommissioned"`
+	Role           string `json:"role,omitempty"`      // its key "role" (-servers): server or agent
+	Bootstrap      bool   `json:"bootstrap,omitempty"` // its key "bootstrap" is "true"
 }
 
 // nodeJSON is a node as decoded by the CLI (scuttlebutt.Status has no
@@ -51,6 +53,8 @@ type nodeJSON struct {
 	Phi            float64   `json:"phi"`
 	Local          bool      `json:"local"`
 	Decommissioned bool      `json:"decommissioned"`
+	Role           string    `json:"role"`
+	Bootstrap      bool      `json:"bootstrap"`
 }
 
 // nodeDetail is one node with its keys.
@@ -63,9 +67,18 @@ func (s *server) nodes() []nodeView {
 	list := s.node.Nodes()
 	out := make([]nodeView, len(list))
 	for i, ni := range list {
-		out[i] = nodeView{NodeInfo: ni, Decommissioned: s.decom.isOut(ni.ID)}
+		out[i] = s.nodeView(ni)
 	}
 	return out
+}
+
+// nodeView is a node as the API shows it: with its decommission and role.
+func (s *server) nodeView(ni scuttlebutt.NodeInfo) nodeView {
+	v := nodeView{NodeInfo: ni, Decommissioned: s.decom.isOut(ni.ID)}
+	v.Role, _ = s.node.Lookup(ni.ID, roleKey)
+	b, _ := s.node.Lookup(ni.ID, bootstrapKey)
+	v.Bootstrap = b == "true"
+	return v
 }
 
 // instanceView is one service instance as the API shows it.
