@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/scuttlebutt-go/scuttlebutt"
 )
 
 // Roles a node may take when the cluster wants servers (see Choose).
@@ -155,8 +157,8 @@ func checkEntry(e Entry) error {
 	switch {
 	case e.ID == "":
 		return errors.New("no id")
-	case len(e.ID) > 256:
-		return fmt.Errorf("the id is %d bytes, more than 256", len(e.ID))
+	case len(e.ID) > scuttlebutt.MaxIDSize:
+		return fmt.Errorf("the id is %d bytes, more than %d", len(e.ID), scuttlebutt.MaxIDSize)
 	case e.Time.IsZero():
 		return errors.New("no time")
 	case e.Role != "" && e.Role != RoleServer && e.Role != RoleAgent:
@@ -175,8 +177,16 @@ func checkEntry(e Entry) error {
 	return nil
 }
 
-// heartbeatName is the name of node id's heartbeat under AgentsDir.
-func heartbeatName(id string) string { return url.PathEscape(id) + ".json" }
+// heartbeatName is the name of node id's heartbeat under AgentsDir: the
+// ID path-escaped, a leading dot too (names starting with a dot are
+// temporary files).
+func heartbeatName(id string) string {
+	name := url.PathEscape(id)
+	if strings.HasPrefix(name, ".") {
+		name = "%2E" + name[1:]
+	}
+	return name + ".json"
+}
 
 // idOfHeartbeat is the inverse of heartbeatName.
 func idOfHeartbeat(name string) (string, bool) {

@@ -62,6 +62,7 @@ func TestStoreHeartbeats(t *testing.T) {
 				{ID: "node-c", Addr: "10.0.0.3:8119", Role: RoleAgent, Time: t0},
 				{ID: odd, Addr: "[fe80::1]:8119", Time: t0.Add(time.Second)},
 				{ID: "node-a", Addr: "10.0.0.1:8119", Role: RoleServer, Bootstrap: true, Time: t0},
+				{ID: ".dot", Addr: "10.0.0.4:8119", Time: t0},
 			} {
 				if err := r.Put(ctx, e); err != nil {
 					t.Fatal(err)
@@ -76,6 +77,7 @@ func TestStoreHeartbeats(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := []Entry{
+				{ID: ".dot", Addr: "10.0.0.4:8119", Time: t0, Slot: -1, Key: "agents/%2Edot.json"},
 				{ID: "node-a", Addr: "10.0.0.1:8119", Role: RoleServer, Bootstrap: true, Time: t0, Slot: -1, Key: "agents/node-a.json"},
 				{ID: "node-c", Addr: "10.0.0.33:8119", Role: RoleAgent, Time: t0.Add(time.Minute), Slot: -1, Key: "agents/node-c.json"},
 				{ID: odd, Addr: "[fe80::1]:8119", Time: t0.Add(time.Second), Slot: -1, Key: "agents/z%20b%2F%D1%81:1.json"},
@@ -98,7 +100,7 @@ func TestStoreHeartbeats(t *testing.T) {
 			if err := r.Delete(ctx, Entry{ID: "never-there"}); err != nil {
 				t.Fatalf("deleting an absent heartbeat: %v", err)
 			}
-			if es, _ := r.List(ctx); len(es) != 2 {
+			if es, _ := r.List(ctx); len(es) != 3 {
 				t.Fatalf("after Delete: %+v", es)
 			}
 			// What no node would write is refused, with the reason.
@@ -107,6 +109,7 @@ func TestStoreHeartbeats(t *testing.T) {
 				{ID: "x", Addr: "10.0.0.1", Time: t0},
 				{ID: "x", Addr: "10.0.0.1:8119"},
 				{ID: "x", Addr: "10.0.0.1:8119", Time: t0, Role: "king"},
+				{ID: strings.Repeat("x", 65), Addr: "10.0.0.1:8119", Time: t0},
 			} {
 				if err := r.Put(ctx, e); err == nil {
 					t.Errorf("Put(%+v) succeeded", e)

@@ -73,7 +73,10 @@ func (s *supervisor) once(ctx context.Context) bool {
 	env := s.env()
 	cmd := exec.Command("/bin/sh", "-c", s.command)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = s.out, s.out
+	// Through a pipe the agent copies from, not the agent's own stderr:
+	// a command that outlives the agent (kill -9) does not hold it open.
+	out := struct{ io.Writer }{s.out}
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = time.Second // a child left holding its output open does not hold us
 	started := time.Now()

@@ -427,11 +427,13 @@ func (r *registrar) stop() {
 			r.log.Warn("cannot release this server's slot; it expires after -registry-expiry", "slot", d.Slot, "err", err)
 		}
 	}
-	if err := r.f.reg.Delete(ctx, self); err != nil && !errors.Is(err, registry.ErrUnsupported) {
+	switch err := r.f.reg.Delete(ctx, self); {
+	case errors.Is(err, registry.ErrUnsupported): // DNS seeds: nothing was written
+	case err != nil:
 		r.log.Warn("cannot delete this node's heartbeat from the registry; it expires after -registry-expiry", "err", err)
-		return
+	default:
+		r.log.Info("removed this node from the registry")
 	}
-	r.log.Info("removed this node from the registry")
 }
 
 // backoff doubles a delay from min to max.
