@@ -174,9 +174,9 @@ func TestPublicationWrites(t *testing.T) {
 		status health.Status
 		write  bool
 	}{
-		{0, health.Starting, true},             // registered
-		{time.Second, health.Starting, false},  // nothing new
-		{time.Second, health.Passing, true},    // verdict
+		{0, health.Starting, true},            // registered
+		{time.Second, health.Starting, false}, // nothing new
+		{time.Second, health.Passing, true},   // verdict
 		{5 * time.Second, health.Passing, false},
 		{5 * time.Second, health.Passing, true}, // 11 s since the write: past a third of 30 s
 		{time.Second, health.Failing, true},
