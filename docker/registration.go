@@ -131,7 +131,10 @@ func (v *verdict) apply(r *Record, docker string) {
 	c := v.check
 	r.Check = &c
 	r.Health = CombineHealth(docker, health.Status(c.Status))
-	r.Expires = v.expires.UnixMilli()
+	r.Expires = 0
+	if !v.expires.IsZero() {
+		r.Expires = v.expires.UnixMilli()
+	}
 }
 
 // ErrRecordTooLarge is returned when a record does not fit the value limit
