@@ -95,6 +95,7 @@ type agentConfig struct {
 	logLevel   string
 	encryption encryptionFlags
 	httpOpts   httpFlags
+	leaseOpts  leaseFlags
 }
 
 type dockerFlags struct {
@@ -130,6 +131,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	c.encryption.register(fs)
 	c.httpOpts.register(fs)
+	c.leaseOpts.register(fs)
 }
 
 // gossipConfig checks the flags and returns the node's configuration.
@@ -180,6 +182,9 @@ func (c *agentConfig) gossipConfig() (*scuttlebutt.Config, error) {
 		return nil, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
 	}
 	if err := c.httpOpts.check(); err != nil {
+		return nil, err
+	}
+	if err := c.leaseOpts.check(); err != nil {
 		return nil, err
 	}
 	kr, err := c.encryption.keyring()
