@@ -98,14 +98,16 @@ func (g Registration) record() Record {
 }
 
 // verdict is a check's verdict as published in a record, and the rule of
-// when to rewrite it: at once when the status changes, and when a third of
-// the TTL has passed since the last write (a refresh). Between writes the
-// record keeps the check time and output of its last write: checks that
-// change nothing do not spread through the cluster.
+// when to rewrite it: at once when the status changes or a failing check
+// starts or stops timing out, and when a third of the TTL has passed since
+// the last write (a refresh). Between writes the record keeps the check
+// time and output of its last write: checks that change nothing do not
+// spread through the cluster.
 type verdict struct {
-	ttl     time.Duration
-	check   Check
-	expires time.Time // of the published record; zero before the first write
+	ttl      time.Duration
+	check    Check
+	timedOut bool      // the check of the published record timed out
+	expires  time.Time // of the published record; zero before the first write
 }
 
 // observe takes a result at now and reports whether the record must be
@@ -115,10 +117,11 @@ func (v *verdict) observe(res health.Result, now time.Time) bool {
 	if status == "" {
 		status = health.Starting
 	}
-	if string(status) == v.check.Status && !v.expires.IsZero() && v.expires.Sub(now) > v.ttl*2/3 {
+	if string(status) == v.check.Status && !v.expires.IsZero() && v.expires.Sub(now) > v.ttl*2/3 &&
+		(status != health.Failing || res.TimedOut == v.timedOut) {
 		return false
 	}
-	v.check = Check{Status: string(status), Output: res.Output}
+	v.check, v.timedOut = Check{Status: string(status), Output: res.Output}, res.TimedOut
 	if !res.LastCheck.IsZero() {
 		v.check.At = res.LastCheck.UnixMilli()
 	}
