@@ -348,7 +348,11 @@ func (c *cli) service(name string, healthy bool) int {
 	tw := c.table()
 	fmt.Fprintln(tw, "ADDRESS\tHEALTH\tSTATE\tNODE\tCONTAINER\tIMAGE")
 	for _, in := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.Addr, in.Health, in.State, in.Node, in.Name, in.Image)
+		health := in.Verdict // passing, failing, expired...; older agents send only health
+		if health == "" {
+			health = in.Health
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.Addr, health, in.State, in.Node, in.Name, in.Image)
 	}
 	tw.Flush()
 	return exitOK

@@ -91,7 +91,7 @@ func newNodeCollector(s *server) *nodeCollector {
 		localKeys:      d("local_keys", "Live keys of this node."),
 		phi:            d("peer_phi", "Failure detector suspicion of each peer (dead above the threshold).", "peer"),
 		services:       d("services", "Services with at least one instance on a live node."),
-		instances:      d("service_instances", "Service instances on live nodes, by service and health.", "service", "health"),
+		instances:      d("service_instances", "Service instances on live nodes, by service and health (Docker's: healthy, none, starting, unhealthy; checks': passing, failing, starting, expired).", "service", "health"),
 		decommissioned: d("decommissioned_nodes", "Node IDs decommissioned and not cleared."),
 		info:           d("node_info", "This node's ID and address (value 1).", "id", "addr"),
 	}
@@ -156,7 +156,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, name := range snap.names {
 		by := map[string]int{}
 		for _, in := range snap.byName[name] {
-			by[in.Health]++
+			by[in.Verdict]++ // Docker's health, or the agent's check (passing, failing, starting, expired)
 		}
 		for health, v := range by {
 			gauge(c.instances, float64(v), name, health)
