@@ -18,9 +18,16 @@
 // earlier than r2: r1 was published by r2's time plus Skew, so it reached
 // r2's node before r2's Settle = Spread + Skew ran out, and r2 waits.) In a
 // partition each side may grant the lease, as each side sees the other's
-// candidates dead; after healing the earliest request holds it again and
-// the others wait. Leases are for ordering start-ups, not for mutual
-// exclusion that must hold under partitions.
+// candidates dead; the same happens when the failure detector falsely
+// declares a holder's node dead, or clocks or spread exceed their bounds.
+// After healing every node agrees on one queue again; a grant already made
+// is not revoked, so new grants follow that queue once the extra holder
+// releases. Leases are for ordering start-ups, not for mutual exclusion
+// that must hold under partitions. See docs/design.md.
+//
+// Acquire publishes and waits; Request and Wait do the same in two steps,
+// for a caller that must know its request is published before it waits
+// (the daemon, which holds leases for its CLI).
 package lease
 
 import (
