@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -121,7 +123,7 @@ func (r *registry) report(reg docker.Registration, ttl time.Duration, res health
 			return registrationAnswer{}, err
 		}
 		if cur == nil {
-			r.log.Info("service registered", "service", reg.Service, "id", reg.ID, "addr", fmt.Sprintf("%s:%d", reg.Host, reg.Port), "ttl", ttl)
+			r.log.Info("service registered", "service", reg.Service, "id", reg.ID, "addr", net.JoinHostPort(reg.Host, strconv.Itoa(reg.Port)), "ttl", ttl)
 		}
 		cur = &registration{reg: reg, pub: p}
 	}
