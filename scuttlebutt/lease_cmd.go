@@ -138,6 +138,7 @@ func (c *cli) acquireLease(ctx context.Context, l leaseCmd) int {
 	requested, warned := false, false
 	var v leaseView
 	var raw []byte
+	var lastErr error // of the last attempt that did not reach the agent
 	for tctx.Err() == nil {
 		var err error
 		if !requested {
@@ -149,6 +150,9 @@ func (c *cli) acquireLease(ctx context.Context, l leaseCmd) int {
 			c.timeout = wait + 10*time.Second
 			raw, err = c.do("GET", l.path(), url.Values{"wait": {wait.Round(time.Millisecond).String()}}, nil, &v)
 		}
+		if err == nil {
+			lastErr = nil
+		}
 		var ae *apiError
 		switch {
 		case tctx.Err() != nil:
@@ -158,6 +162,7 @@ func (c *cli) acquireLease(ctx context.Context, l leaseCmd) int {
 		case errors.As(err, &ae):
 			return c.fail(err) // refused: a token, a bad name
 		case err != nil:
+			lastErr = err
 			if !warned {
 				fmt.Fprintf(c.stderr, "scuttlebutt acquire-lease: %v; retrying until the timeout\n", err)
 				warned = true
@@ -185,6 +190,9 @@ func (c *cli) acquireLease(ctx context.Context, l leaseCmd) int {
 	if ctx.Err() != nil {
 		why = "stopped by a signal while waiting for the lease of " + l.label
 	}
+	if lastErr != nil {
+		why += "; the agent was unreachable: " + lastErr.Error()
+	}
 	if len(v.Queue) > 0 {
 		var ahead []string
 		for _, e := range v.Queue {
@@ -193,10 +201,17 @@ func (c *cli) acquireLease(ctx context.Context, l leaseCmd) int {
 			}
 			ahead = append(ahead, e.ServiceID+"@"+e.Node)
 		}
-		why += fmt.Sprintf("; ahead of %s: %s", l.serviceID, strings.Join(ahead, ", "))
+		if len(ahead) > 0 {
+			why += fmt.Sprintf("; ahead of %s: %s", l.serviceID, strings.Join(ahead, ", "))
+		} else {
+			why += fmt.Sprintf("; %s was first, but its request must be published for %s before it holds", l.serviceID, v.Settle)
+		}
 	}
-	fmt.Fprintf(c.stderr, "scuttlebutt acquire-lease: %s; request withdrawn\n", why)
-	if c.json {
+	if requested {
+		why += "; request withdrawn"
+	}
+	fmt.Fprintf(c.stderr, "scuttlebutt acquire-lease: %s\n", why)
+	if c.json && v.Label != "" {
 		b, _ := json.Marshal(v)
 		c.printJSON(b)
 	}

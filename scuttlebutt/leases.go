@@ -421,7 +421,7 @@ func (s *server) handleLeaseGet(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) handleLeaseRelease(w http.ResponseWriter, r *http.Request) {
 	label, id := r.PathValue("label"), r.PathValue("id")
-	v, ok, err := s.leases.release(label, id, "released by request (release-lease)")
+	v, ok, err := s.leases.release(label, id, "released by request (release-lease, or acquire-lease giving up)")
 	if err != nil {
 		nodeError(w, err)
 		return
