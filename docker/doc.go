@@ -15,6 +15,14 @@
 //		fmt.Println(in.Addr(), in.Health)
 //	}
 //
+// A program that is not a container publishes itself, with the verdict of
+// its own health check, through Watch (or Publication, to run the checks
+// itself); `scuttlebutt watch` does the same through an agent:
+//
+//	go docker.Watch(ctx, node, docker.Registration{Service: "web", ID: "web-1", Host: "10.0.0.7", Port: 8080},
+//		health.HTTP{URL: "http://10.0.0.7:8080/health"}, health.Config{Interval: 5 * time.Second},
+//		docker.PublishOptions{}, nil)
+//
 // The client is github.com/moby/moby/client, made with
 // client.New(client.FromEnv) (DOCKER_HOST and friends), negotiating the API
 // version (1.40 and later).
