@@ -43,14 +43,14 @@ PORT=$(cat port) || exit 1
 ##  - after this node is started, remove the lock
 ##    so the next node can startup.
 ##  - keep a watch on the health of the instance
-# ExecStartPost= (with a 100 ms check interval, for the test's sake)
+# ExecStartPost= (with a 200 ms check interval, for the test's sake)
 "$SB" watch \
 	--label="$P" \
 	--service-id="$P-$I" \
 	--host-ip=${COREOS_PRIVATE_IPV4} \
 	--monitor-url="http://${COREOS_PRIVATE_IPV4}:$PORT" \
 	--service-info="{\"http_port\": $PORT, \"transport_port\": 9300, \"name\": \"$P-$I\"}" \
-	--interval=100ms &
+	--interval=200ms &
 echo $! > watch.pid
 
 # The test stops the watch (SIGTERM, as ExecStop's docker stop), then the
