@@ -20,6 +20,8 @@ import (
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
+
+	"github.com/scuttlebutt-go/scuttlebutt/health"
 )
 
 // NewClient returns a Docker client configured from the environment
@@ -90,6 +92,12 @@ type Options struct {
 
 	// Logger receives the adapter's logs. Nil: slog.Default().
 	Logger *slog.Logger
+
+	// OnCheck, if set, is called after every health check the adapter runs
+	// for a container's <prefix>.check.* labels, with the container's short
+	// ID and the result (for metrics). It runs on the adapter's worker and
+	// must not block.
+	OnCheck func(container string, res health.Result)
 }
 
 // Adapter keeps a publisher's service keys equal to the running container
@@ -110,9 +118,13 @@ type Adapter struct {
 	wake    chan struct{}      // a container was marked dirty
 	signals chan signal        // from the event watcher to the worker
 
+	checkResults chan checkResult // from the containers' checks to the worker
+
 	// owned by the worker (Run's goroutine)
-	published map[string]string // key → value as published
-	downSince time.Time         // zero while the daemon is reachable
+	runCtx    context.Context            // Run's; nil when not running
+	checks    map[string]*containerCheck // by short container ID
+	published map[string]string          // key → value as published
+	downSince time.Time                  // zero while the daemon is reachable
 	grace     *time.Timer
 }
 
@@ -173,6 +185,9 @@ func New(pub Publisher, cli *client.Client, opts Options) (*Adapter, error) {
 		dirty:    map[string]struct{}{},
 		wake:     make(chan struct{}, 1),
 		signals:  make(chan signal, 4),
+
+		checkResults: make(chan checkResult, 16),
+		checks:       map[string]*containerCheck{},
 	}, nil
 }
 
@@ -227,9 +242,12 @@ func (a *Adapter) Run(ctx context.Context) error {
 		defer wg.Done()
 		a.watch(wctx)
 	}()
+	a.runCtx = ctx
 	a.work(ctx)
 	stop()
 	wg.Wait()
+	a.stopChecks()
+	a.runCtx = nil
 	if a.grace != nil {
 		a.grace.Stop()
 		a.grace = nil
@@ -396,6 +414,8 @@ func (a *Adapter) work(ctx context.Context) {
 		case <-coalesceC:
 			coalesce, coalesceC = nil, nil
 			a.syncDirty(ctx)
+		case cr := <-a.checkResults:
+			a.onCheckResult(cr)
 		case <-graceC:
 			a.grace = nil
 			if !a.downSince.IsZero() {
@@ -437,6 +457,13 @@ func (a *Adapter) reconcile(ctx context.Context) {
 		}
 	}
 	a.up()
+	live := map[string]bool{}
+	for k := range want {
+		if cid, ok := keyContainer(k); ok {
+			live[cid] = true
+		}
+	}
+	a.pruneChecks(live)
 	a.apply(want, func(string) bool { return true })
 	a.reconciles.Add(1)
 }
@@ -488,6 +515,7 @@ func (a *Adapter) syncDirty(ctx context.Context) {
 			want = a.records(res.Container)
 		case cerrdefs.IsNotFound(err):
 			// removed: withdraw
+			a.stopCheck(shortID(id))
 		default:
 			// Kept dirty, without waking the worker (no retry loop while
 			// the daemon is away): retried with the next event, and
@@ -595,9 +623,36 @@ func (a *Adapter) withdraw(why string) error {
 	return errors.Join(errs...)
 }
 
-// records returns the service keys and values of one inspected container.
+// records returns the service keys and values of one inspected container,
+// with the verdict of its check if its labels ask for one (starting or
+// stopping the check as needed). Only the worker calls it.
 func (a *Adapter) records(c container.InspectResponse) map[string]string {
-	out := map[string]string{}
+	base := a.baseRecords(c)
+	cid := shortID(c.ID)
+	p := a.opt.LabelPrefix
+	if len(base) == 0 || !hasCheckLabels(c.Config.Labels, p) {
+		a.stopCheck(cid)
+		out := map[string]string{}
+		for k, r := range base {
+			v, err := fit(r, a.opt.MaxValueSize)
+			if err != nil {
+				a.log.Warn("service record too long, not published", "container", r.Container, "err", err)
+				continue
+			}
+			out[k] = v
+		}
+		return out
+	}
+	spec, err := parseCheck(c.Config.Labels, p, a.ports(c))
+	cc := a.ensureCheck(cid, spec, err)
+	cc.base = base
+	return a.encodeChecked(cc)
+}
+
+// baseRecords returns the records of one inspected container, by key,
+// without a check's verdict.
+func (a *Adapter) baseRecords(c container.InspectResponse) map[string]Record {
+	out := map[string]Record{}
 	if c.State == nil || !c.State.Running || c.State.Restarting || c.Config == nil {
 		return out
 	}
@@ -679,20 +734,7 @@ func (a *Adapter) records(c container.InspectResponse) map[string]string {
 			State:     state,
 			Started:   started,
 		}
-		v := encodeRecord(r)
-		if len(v) > a.opt.MaxValueSize {
-			r.Labels = nil
-			v = encodeRecord(r)
-		}
-		if len(v) > a.opt.MaxValueSize {
-			r.Tags = nil
-			v = encodeRecord(r)
-		}
-		if len(v) > a.opt.MaxValueSize {
-			a.log.Warn("service record too long, not published", "container", r.Container, "size", len(v), "limit", a.opt.MaxValueSize)
-			continue
-		}
-		out[serviceKey(name, c.ID, r.Private, r.Proto)] = v
+		out[serviceKey(name, c.ID, r.Private, r.Proto)] = r
 	}
 	return out
 }

@@ -551,3 +551,11 @@ func TestDaemonUnreachable(t *testing.T) {
 		})
 	})
 }
+
+// Lookup returns one key of the publisher.
+func (p *memPub) Lookup(k string) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.keys[k]
+	return v, ok
+}

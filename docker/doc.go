@@ -15,6 +15,14 @@
 //		fmt.Println(in.Addr(), in.Health)
 //	}
 //
+// A program that is not a container publishes itself, with the verdict of
+// its own health check, through Watch (or Publication, to run the checks
+// itself); `scuttlebutt watch` does the same through an agent:
+//
+//	go docker.Watch(ctx, node, docker.Registration{Service: "web", ID: "web-1", Host: "10.0.0.7", Port: 8080},
+//		health.HTTP{URL: "http://10.0.0.7:8080/health"}, health.Config{Interval: 5 * time.Second},
+//		docker.PublishOptions{}, nil)
+//
 // The client is github.com/moby/moby/client, made with
 // client.New(client.FromEnv) (DOCKER_HOST and friends), negotiating the API
 // version (1.40 and later).
@@ -44,6 +52,23 @@
 //	scuttlebutt.export=<label>,<label>  labels copied into the records
 //	scuttlebutt.ignore=true             do not publish the container
 //
+// Health checks the adapter runs itself, against the container's published
+// address (with UseContainerAddr: its own address and private port):
+//
+//	scuttlebutt.check.http=/health      GET http://<address>/health; any 2xx passes
+//	scuttlebutt.check.tcp=true          a TCP connect to the address
+//	scuttlebutt.check.port=8080         the private port whose address is checked
+//	                                    (default: the lowest published TCP port)
+//	scuttlebutt.check.interval=5s       between checks (default 5s)
+//	scuttlebutt.check.timeout=2s        of one check (default: the interval, at most 10s)
+//	scuttlebutt.check.rise=1            successes in a row that make it passing (default 1)
+//	scuttlebutt.check.fall=2            failures in a row that make it failing (default 2)
+//	scuttlebutt.check.ttl=30s           of its records (default 30s, at least 3 intervals)
+//
+// The verdict, starting until the first check, goes into every record of
+// the container (see below). Bad check labels are logged and make the
+// records failing, with the reason as the check's output.
+//
 // Service names are reduced to [A-Za-z0-9._-] (other bytes become '-') and
 // at most 64 bytes.
 //
@@ -62,11 +87,31 @@
 //
 // health is none (no health check), starting, healthy or unhealthy; state is
 // running, paused or unknown (daemon unreachable, see below);
-// started is the container's last start, in Unix seconds. A record holds
-// nothing volatile, so keys change only when a container does: a resync that
-// finds nothing new writes nothing. Records are kept under
-// Options.MaxValueSize (888 bytes, the value limit of a node with the
-// default 1400-byte packets) by dropping exported labels, then tags.
+// started is the container's last start, in Unix seconds. A record without
+// a check holds nothing volatile, so keys change only when a container
+// does: a resync that finds nothing new writes nothing. Records are kept
+// under Options.MaxValueSize (888 bytes, the value limit of a node with the
+// default 1400-byte packets) by trimming a check's output, then dropping
+// exported labels, then tags.
+//
+// A record of a container with check labels, or of a service registered by
+// a program (`scuttlebutt watch`, Watch), also has
+//
+//	"check":{"status":"failing","at":1767225600123,"out":"HTTP 500: 500 Internal Server Error"},
+//	"exp":1767225630123
+//
+// check.status is passing, failing or starting; check.at the time of the
+// last check (Unix ms) and check.out its output, as of the record's last
+// write; exp the time (Unix ms, the publisher's clock) after which the
+// record no longer counts as healthy. health then combines Docker's health
+// with the check's (the worse of the two), so that older readers, which
+// know only health, still leave a failing instance out. The record is
+// rewritten when the verdict changes and when a third of the TTL has passed,
+// not at every check: an instance whose publisher stopped (a watcher killed,
+// an adapter stuck) stops counting as healthy within its TTL, while checks
+// that change nothing cost the cluster no traffic. A registered service has
+// the key svc/<service>/<service ID>, name = the service ID, no container,
+// and may carry "info", free-form JSON of its publisher.
 //
 // # How it stays correct
 //
@@ -92,9 +137,11 @@
 // Services and Instances read, on any node, the records of every node whose
 // status is alive there, decoded with DecodeRecord; records that do not
 // decode (another version) are skipped. Instances are ordered healthy
-// first: healthy, no health check, starting, unhealthy, then those not
-// running (paused, unknown); with onlyHealthy, only running instances whose
-// check passes or that have none.
+// first: healthy (or passing), no health check, starting, unhealthy (or
+// failing, or expired), then those not running (paused, unknown); with
+// onlyHealthy, only the Healthy ones: running, whose Docker health check
+// and own check pass or that have none, and not expired. Records written by
+// older versions, without check or exp, read as before.
 //
 // # Crashes and the failure detector
 //

@@ -8,25 +8,38 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/scuttlebutt-go/scuttlebutt"
+	"github.com/scuttlebutt-go/scuttlebutt/health"
 )
 
-// KeyPrefix starts every key the adapter publishes. The whole layout is
+// KeyPrefix starts every key of a service record. The adapter publishes
 //
 //	svc/<service>/<container id, 12 hex digits>/<private port>/<protocol>
 //
 // for example "svc/web/4f3c2a1b9e8d/8080/tcp". Service names are reduced to
 // [A-Za-z0-9._-] (anything else becomes '-') and at most 64 bytes, so a key
 // never holds more than 3 slashes and never passes 100 bytes.
+//
+// A service registered by a program rather than found in a container
+// (`scuttlebutt watch`, Watch, Registration) has the key
+//
+//	svc/<service>/<service ID>
+//
+// whose two parts tell it from the adapter's keys: the adapter never adopts
+// or deletes it.
 const KeyPrefix = "svc/"
 
 // RecordVersion is the value of the "v" field of the records this package
-// writes. DecodeRecord rejects any other version.
+// writes. DecodeRecord rejects any other version. Fields added since
+// (check, exp, info) are optional: records without them read as before.
 const RecordVersion = 1
 
 // Health values of a Record: the container's health check status, or
-// HealthNone for a container without a health check.
+// HealthNone for a container without a health check. A record with a Check
+// combines both in Health (see CombineHealth), so that readers that know
+// only Health still leave a failing instance out.
 const (
 	HealthNone      = "none"
 	HealthStarting  = "starting"
@@ -43,15 +56,17 @@ const (
 	StateUnknown = "unknown"
 )
 
-// Record is the value of one service key: one port of one container. It is
-// encoded as compact JSON; it holds nothing that changes while the container
-// does not (no "last seen"), so a resync that finds nothing new writes
-// nothing.
+// Record is the value of one service key: one port of one container, or
+// one registered service. It is encoded as compact JSON. A record without a
+// Check holds nothing that changes while the container does not (no "last
+// seen"), so a resync that finds nothing new writes nothing; a record with
+// a Check is rewritten when its verdict changes and when a third of its TTL
+// has passed (see Watch).
 type Record struct {
 	V         int               `json:"v"`                // RecordVersion
 	Service   string            `json:"svc"`              // service name
-	Container string            `json:"cid"`              // container ID, first 12 hex digits
-	Name      string            `json:"name"`             // container name, without the leading '/'
+	Container string            `json:"cid"`              // container ID, first 12 hex digits; empty for a registration
+	Name      string            `json:"name"`             // container name, without the leading '/'; the service ID of a registration
 	Image     string            `json:"img"`              // image reference the container was created from
 	Host      string            `json:"host"`             // address to reach the service at
 	Port      int               `json:"port"`             // port to reach the service at: host port, or private port with UseContainerAddr
@@ -62,33 +77,100 @@ type Record struct {
 	Health    string            `json:"health"`           // none, starting, healthy or unhealthy
 	State     string            `json:"state"`            // running, paused or unknown
 	Started   int64             `json:"started"`          // when the container last started, Unix seconds
+
+	// Check is the verdict of the health check scuttlebutt runs itself
+	// (a <prefix>.check.* label, `scuttlebutt watch`, Watch); nil when
+	// there is none.
+	Check *Check `json:"check,omitempty"`
+	// Expires is when the record stops counting as healthy unless its
+	// publisher rewrote it, Unix milliseconds by the publisher's clock; 0:
+	// never. Publishers that run a check set it to the time of writing plus
+	// the TTL, and rewrite the record before it runs out.
+	Expires int64 `json:"exp,omitempty"`
+	// Info is free-form JSON of the publisher (`scuttlebutt watch
+	// --service-info`), passed on as is.
+	Info json.RawMessage `json:"info,omitempty"`
+}
+
+// Check is the verdict of a health check as it travels in a Record.
+type Check struct {
+	Status string `json:"status"`        // passing, failing or starting (health.Status)
+	At     int64  `json:"at,omitempty"`  // the last check when the record was written, Unix milliseconds; 0: none yet
+	Output string `json:"out,omitempty"` // that check's output, trimmed to fit the record
 }
 
 // Addr returns Host:Port.
 func (r Record) Addr() string { return net.JoinHostPort(r.Host, strconv.Itoa(r.Port)) }
 
-// Healthy reports whether the instance should receive traffic: running, and
-// its health check passes or it has none.
-func (r Record) Healthy() bool {
-	return r.State == StateRunning && (r.Health == HealthHealthy || r.Health == HealthNone)
+// Healthy reports whether the instance should receive traffic now: see
+// HealthyAt.
+func (r Record) Healthy() bool { return r.HealthyAt(time.Now()) }
+
+// HealthyAt reports whether the instance should receive traffic at now:
+// running, its Docker health check passes or it has none, its own Check
+// (if any) is passing, and it has not expired.
+func (r Record) HealthyAt(now time.Time) bool {
+	return r.State == StateRunning && (r.Health == HealthHealthy || r.Health == HealthNone) &&
+		(r.Check == nil || r.Check.Status == string(health.Passing)) && !r.ExpiredAt(now)
 }
 
-// rank orders instances healthy first: healthy, no health check, starting,
-// unhealthy; anything not running after all of them.
-func (r Record) rank() int {
+// ExpiredAt reports whether the record's TTL ran out by now (by the
+// reader's clock: clocks are assumed to agree within a few seconds, far
+// less than a TTL).
+func (r Record) ExpiredAt(now time.Time) bool {
+	return r.Expires != 0 && now.UnixMilli() >= r.Expires
+}
+
+// Verdict is one word for the instance at now, for people: "expired" when
+// its TTL ran out, else its Check's status (passing, failing, starting)
+// when it has one, else its Health (healthy, none, starting, unhealthy).
+func (r Record) Verdict(now time.Time) string {
+	switch {
+	case r.ExpiredAt(now):
+		return "expired"
+	case r.Check != nil:
+		return r.Check.Status
+	}
+	return r.Health
+}
+
+// rank orders instances healthy first: healthy (or passing), no health
+// check, starting, unhealthy (failing, expired); anything not running after
+// all of them.
+func (r Record) rank(now time.Time) int {
 	n := 3
-	switch r.Health {
-	case HealthHealthy:
+	switch {
+	case r.ExpiredAt(now), r.Check != nil && r.Check.Status != string(health.Passing) && r.Check.Status != string(health.Starting):
+		n = 3
+	case r.Health == HealthStarting, r.Check != nil && r.Check.Status == string(health.Starting):
+		if r.Health != HealthUnhealthy {
+			n = 2
+		}
+	case r.Health == HealthHealthy, r.Health == HealthNone && r.Check != nil:
 		n = 0
-	case HealthNone:
+	case r.Health == HealthNone:
 		n = 1
-	case HealthStarting:
-		n = 2
 	}
 	if r.State != StateRunning {
 		n += 4
 	}
 	return n
+}
+
+// CombineHealth returns the Health of a record whose container reports
+// docker (HealthNone without a Docker health check) and whose own check
+// says check: the worse of the two, so that a reader that knows only Health
+// agrees with HealthyAt on everything but the TTL.
+func CombineHealth(docker string, check health.Status) string {
+	switch {
+	case docker == HealthUnhealthy || check == health.Failing:
+		return HealthUnhealthy
+	case docker == HealthStarting || check == health.Starting:
+		return HealthStarting
+	case docker == HealthHealthy || check == health.Passing:
+		return HealthHealthy
+	}
+	return docker
 }
 
 // ErrRecordVersion is returned by DecodeRecord for a record of another
@@ -163,6 +245,7 @@ type Instance struct {
 // answer when the failure detector declares the node dead, and those of a
 // node that left at once. Records that do not decode are skipped.
 func Services(c Cluster) map[string][]Instance {
+	now := time.Now()
 	out := map[string][]Instance{}
 	for _, n := range c.Nodes() {
 		if n.Status != scuttlebutt.StatusAlive {
@@ -184,16 +267,17 @@ func Services(c Cluster) map[string][]Instance {
 		}
 	}
 	for _, list := range out {
-		sortInstances(list)
+		sortInstances(list, now)
 	}
 	return out
 }
 
 // Instances returns the instances of one service across the live nodes of
-// the cluster (see Services), healthy first: healthy, no health check,
-// starting, unhealthy, then those not running; ties by node ID and key.
-// With onlyHealthy it returns only running instances whose health check
-// passes or that have none.
+// the cluster (see Services), healthy first: healthy (or passing), no health
+// check, starting, unhealthy (or failing, or expired), then those not
+// running; ties by node ID and key. With onlyHealthy it returns only the
+// instances that are Healthy: running, whose health checks pass or that
+// have none, and not expired.
 func Instances(c Cluster, service string, onlyHealthy bool) []Instance {
 	list := Services(c)[service]
 	if !onlyHealthy {
@@ -208,10 +292,10 @@ func Instances(c Cluster, service string, onlyHealthy bool) []Instance {
 	return out
 }
 
-func sortInstances(list []Instance) {
+func sortInstances(list []Instance, now time.Time) {
 	sort.Slice(list, func(i, j int) bool {
 		a, b := list[i], list[j]
-		if ra, rb := a.rank(), b.rank(); ra != rb {
+		if ra, rb := a.rank(now), b.rank(now); ra != rb {
 			return ra < rb
 		}
 		if a.Node != b.Node {

@@ -110,6 +110,8 @@ type Result struct {
 	Output    string
 	Latency   time.Duration // of the last check
 	Changed   bool          // the verdict changed with this check
+	OK        bool          // the last check succeeded
+	TimedOut  bool          // the last check failed by running out of time
 }
 
 // Config is how a check runs.
@@ -125,8 +127,9 @@ type Config struct {
 // ErrConfig is wrapped by the errors of Config.Check.
 var ErrConfig = errors.New("health: bad check configuration")
 
-// withDefaults returns the configuration in force, or an error.
-func (c Config) withDefaults() (Config, error) {
+// WithDefaults returns the configuration in force (defaults filled in),
+// or an error wrapping ErrConfig.
+func (c Config) WithDefaults() (Config, error) {
 	if c.Interval == 0 {
 		c.Interval = 5 * time.Second
 	}
@@ -149,7 +152,7 @@ func (c Config) withDefaults() (Config, error) {
 // first check runs at once. report runs on Run's goroutine. It returns an
 // error only for a bad Config.
 func Run(ctx context.Context, chk Checker, cfg Config, report func(Result)) error {
-	cfg, err := cfg.withDefaults()
+	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return err
 	}
@@ -173,7 +176,8 @@ func Run(ctx context.Context, chk Checker, cfg Config, report func(Result)) erro
 		}
 		latency := time.Since(start)
 		changed := st.Observe(start, err == nil, out)
-		report(Result{Status: st.Status, Since: st.Since, LastCheck: st.LastCheck, Output: st.Output, Latency: latency, Changed: changed})
+		report(Result{Status: st.Status, Since: st.Since, LastCheck: st.LastCheck, Output: st.Output,
+			Latency: latency, Changed: changed, OK: err == nil, TimedOut: timedOut})
 		select {
 		case <-ctx.Done():
 			return nil

@@ -215,7 +215,7 @@ func TestRunFollowsAServer(t *testing.T) {
 
 	// One 500 between successes: no change over the next checks.
 	f.failNext.Store(1)
-	waitResults(t, rec, func(r Result) bool { return strings.HasPrefix(r.Output, "HTTP 500") })
+	waitResults(t, rec, func(r Result) bool { return strings.HasPrefix(r.Output, "HTTP 500") && !r.OK && !r.TimedOut })
 	n := rec.count()
 	waitResults(t, rec, func(Result) bool { return rec.countLocked() >= n+5 })
 	rec.mu.Lock()
@@ -229,7 +229,9 @@ func TestRunFollowsAServer(t *testing.T) {
 	f.code.Store(500)
 	rec.await(t, Failing)
 	f.code.Store(0) // hang: each check times out
-	waitResults(t, rec, func(r Result) bool { return strings.Contains(r.Output, "timed out") && r.Status == Failing })
+	waitResults(t, rec, func(r Result) bool {
+		return strings.Contains(r.Output, "timed out") && r.Status == Failing && r.TimedOut && !r.OK
+	})
 	f.code.Store(200)
 	rec.await(t, Passing)
 	cancel()

@@ -18,9 +18,16 @@
 // earlier than r2: r1 was published by r2's time plus Skew, so it reached
 // r2's node before r2's Settle = Spread + Skew ran out, and r2 waits.) In a
 // partition each side may grant the lease, as each side sees the other's
-// candidates dead; after healing the earliest request holds it again and
-// the others wait. Leases are for ordering start-ups, not for mutual
-// exclusion that must hold under partitions.
+// candidates dead; the same happens when the failure detector falsely
+// declares a holder's node dead, or clocks or spread exceed their bounds.
+// After healing every node agrees on one queue again; a grant already made
+// is not revoked, so new grants follow that queue once the extra holder
+// releases. Leases are for ordering start-ups, not for mutual exclusion
+// that must hold under partitions. See docs/design.md.
+//
+// Acquire publishes and waits; Request and Wait do the same in two steps,
+// for a caller that must know its request is published before it waits
+// (the daemon, which holds leases for its CLI).
 package lease
 
 import (
@@ -142,12 +149,15 @@ func New(node Node, opt Options) *Leases {
 func (l *Leases) Settle() time.Duration { return l.opt.Spread + l.opt.Skew }
 
 // ErrBadName is returned for a label or service ID that is empty or holds a
-// slash.
-var ErrBadName = errors.New("lease: label and service ID must be non-empty and without '/'")
+// slash, or whose request's key would pass scuttlebutt.MaxKeySize.
+var ErrBadName = errors.New("lease: label and service ID must be non-empty, without '/', and short enough for a key")
 
 func checkNames(label, serviceID string) error {
 	if label == "" || serviceID == "" || strings.Contains(label, "/") || strings.Contains(serviceID, "/") {
 		return fmt.Errorf("%w: %q, %q", ErrBadName, label, serviceID)
+	}
+	if k := key(label, serviceID); len(k) > scuttlebutt.MaxKeySize {
+		return fmt.Errorf("%w: the key %q is %d bytes, the limit is %d", ErrBadName, k, len(k), scuttlebutt.MaxKeySize)
 	}
 	return nil
 }
@@ -157,19 +167,37 @@ func checkNames(label, serviceID string) error {
 // until it holds the lease. It returns ctx's error if ctx ends first; the
 // request stays published then (Release withdraws it).
 func (l *Leases) Acquire(ctx context.Context, label, serviceID string) error {
-	if err := checkNames(label, serviceID); err != nil {
+	mine, err := l.Request(label, serviceID)
+	if err != nil {
 		return err
 	}
-	mine, ok := l.own(label, serviceID)
-	if !ok {
-		mine = Request{Label: label, ServiceID: serviceID, Node: l.node.ID(), At: l.opt.Now()}
-		if err := l.node.UpdateLocal(key(label, serviceID), strconv.FormatInt(mine.At.UnixNano(), 10)); err != nil {
-			return err
-		}
+	return l.Wait(ctx, mine)
+}
+
+// Request publishes a request for label by serviceID, or returns the one
+// this node published already (which keeps its place), without waiting.
+func (l *Leases) Request(label, serviceID string) (Request, error) {
+	if err := checkNames(label, serviceID); err != nil {
+		return Request{}, err
 	}
+	if mine, ok := l.own(label, serviceID); ok {
+		return mine, nil
+	}
+	mine := Request{Label: label, ServiceID: serviceID, Node: l.node.ID(), At: l.opt.Now()}
+	if err := l.node.UpdateLocal(key(label, serviceID), strconv.FormatInt(mine.At.UnixNano(), 10)); err != nil {
+		return Request{}, err
+	}
+	return mine, nil
+}
+
+// Wait waits until mine, a request of Request, holds its label, or ctx
+// ends (then it returns ctx's error). It does not publish anything: a
+// request released meanwhile is not made again, and Wait then waits until
+// ctx ends.
+func (l *Leases) Wait(ctx context.Context, mine Request) error {
 	t := time.NewTicker(l.opt.Poll)
 	defer t.Stop()
-	for !Holds(l.Requests(label), mine, l.opt.Now(), l.Settle()) {
+	for !Holds(l.Requests(mine.Label), mine, l.opt.Now(), l.Settle()) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -205,24 +233,37 @@ func (l *Leases) Release(label, serviceID string) error {
 // Requests returns the requests for label of the live nodes known here,
 // in queue order. Keys that do not parse are left out.
 func (l *Leases) Requests(label string) []Request {
-	var out []Request
-	prefix := Prefix + label + "/"
+	return l.All()[label]
+}
+
+// All returns the requests of the live nodes known here, by label, each
+// list in queue order. Keys that do not parse are left out.
+func (l *Leases) All() map[string][]Request {
+	out := map[string][]Request{}
 	for _, ni := range l.node.Nodes() {
 		if ni.Status != scuttlebutt.StatusAlive {
 			continue
 		}
 		st, _ := l.node.State(ni.ID)
 		for k, v := range st {
-			id, ok := strings.CutPrefix(k, prefix)
-			if !ok || id == "" || strings.Contains(id, "/") {
+			rest, ok := strings.CutPrefix(k, Prefix)
+			if !ok {
+				continue
+			}
+			label, id, ok := strings.Cut(rest, "/")
+			if !ok || label == "" || id == "" || strings.Contains(id, "/") {
 				continue
 			}
 			ns, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
 				continue
 			}
-			out = append(out, Request{Label: label, ServiceID: id, Node: ni.ID, At: time.Unix(0, ns)})
+			out[label] = append(out[label], Request{Label: label, ServiceID: id, Node: ni.ID, At: time.Unix(0, ns)})
 		}
 	}
-	return Queue(out, label)
+	for label, q := range out {
+		slices.SortFunc(q, before)
+		out[label] = q
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -53,7 +54,7 @@ func TestHolds(t *testing.T) {
 
 func TestBadNames(t *testing.T) {
 	l := New(nil, Options{})
-	for _, names := range [][2]string{{"", "x"}, {"es", ""}, {"a/b", "x"}, {"es", "x/y"}} {
+	for _, names := range [][2]string{{"", "x"}, {"es", ""}, {"a/b", "x"}, {"es", "x/y"}, {"es", strings.Repeat("x", 200)}} {
 		if err := l.Acquire(context.Background(), names[0], names[1]); !errors.Is(err, ErrBadName) {
 			t.Errorf("Acquire(%q, %q) = %v", names[0], names[1], err)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/scuttlebutt-go/scuttlebutt"
 	"github.com/scuttlebutt-go/scuttlebutt/docker"
+	"github.com/scuttlebutt-go/scuttlebutt/health"
 )
 
 // Timeouts of an agent's shutdown.
@@ -59,6 +60,7 @@ type agentOptions struct {
 	keyring    string       // -keyring-file: where key changes are saved
 	httpOpts   httpFlags
 	rolesOwned bool // -servers: the role keys belong to the role choice
+	leaseOpts  leaseFlags
 }
 
 // startAgent creates the node and starts serving HTTP. It does not join.
@@ -94,6 +96,7 @@ func startAgent(opt agentOptions) (*agent, error) {
 		dockerOwned: opt.docker, rolesOwned: opt.rolesOwned, log: log, ctx: watchCtx,
 		checkHosts: true, allowHosts: allowedHosts(opt.httpAddr, opt.httpOpts.allowHosts),
 		maxWatch: opt.httpOpts.maxWatch, maxWatchPerClient: opt.httpOpts.maxWatchPerClient,
+		leaseOpts: opt.leaseOpts.options(cfg.GossipInterval),
 	}
 	if cfg.Keyring != nil {
 		so.keys = &keyManager{kr: cfg.Keyring, file: opt.keyring, log: log}
@@ -163,7 +166,7 @@ func (a *agent) startDocker(f dockerFlags, maxPacket int) error {
 	ad, err := docker.New(a.pub, cli, docker.Options{
 		HostAddr: f.hostAddr, UseContainerAddr: f.container, Explicit: f.explicit,
 		RequireLabel: f.label, MaxValueSize: scuttlebutt.MaxValueSize(maxPacket),
-		Logger: a.log,
+		Logger: a.log, OnCheck: func(_ string, res health.Result) { a.srv.checks.observeResult("docker", res) },
 	})
 	if err != nil {
 		return fmt.Errorf("-docker: %w", err)
@@ -351,7 +354,7 @@ func runAgent(args []string, stderr io.Writer) int {
 
 	a, err := startAgent(agentOptions{
 		cfg: cfg, httpAddr: c.http, token: c.token, docker: c.docker, dockerOpts: c.dockerOpts,
-		log: log, libLog: libLog, keyring: c.encryption.file, httpOpts: c.httpOpts,
+		log: log, libLog: libLog, keyring: c.encryption.file, httpOpts: c.httpOpts, leaseOpts: c.leaseOpts,
 		rolesOwned: c.registry.servers > 0,
 	})
 	if err != nil {

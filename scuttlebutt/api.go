@@ -20,6 +20,7 @@ import (
 
 	"github.com/scuttlebutt-go/scuttlebutt"
 	"github.com/scuttlebutt-go/scuttlebutt/docker"
+	"github.com/scuttlebutt-go/scuttlebutt/lease"
 )
 
 // maxBodySlack is what a request body may hold besides a value: the JSON
@@ -35,16 +36,19 @@ type server struct {
 	log      *slog.Logger
 	started  time.Time
 
-	token        string // required for writes when set
-	loopbackOnly bool   // the API listens on loopback only: writes need no token
-	maxValue     int    // largest value a key may have
-	dockerOwned  bool   // svc/ keys belong to the Docker adapter
-	rolesOwned   bool   // the role keys belong to the role choice (-servers)
-	metrics      http.Handler
-	ctx          context.Context // ends when the server shuts down (ends /v1/watch streams)
-	keys         *keyManager     // nil: the agent does not encrypt
-	watches      *streamLimit
-	handler      http.Handler
+	token         string // required for writes when set
+	loopbackOnly  bool   // the API listens on loopback only: writes need no token
+	maxValue      int    // largest value a key may have
+	dockerOwned   bool   // svc/ keys belong to the Docker adapter
+	rolesOwned    bool   // the role keys belong to the role choice (-servers)
+	metrics       http.Handler
+	ctx           context.Context // ends when the server shuts down (ends /v1/watch streams)
+	keys          *keyManager     // nil: the agent does not encrypt
+	watches       *streamLimit
+	handler       http.Handler
+	checks        *checkMetrics  // health checks run on this host
+	registrations *registrations // services registered by watchers
+	leases        *leaseManager  // start-up leases held for the CLI
 }
 
 type serverOptions struct {
@@ -61,6 +65,7 @@ type serverOptions struct {
 	checkHosts                  bool
 	allowHosts                  []string
 	maxWatch, maxWatchPerClient int // 0: 256 and 32
+	leaseOpts                   lease.Options
 }
 
 func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *server {
@@ -80,6 +85,9 @@ func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *serv
 		dockerOwned: opt.dockerOwned, rolesOwned: opt.rolesOwned, ctx: opt.ctx, keys: opt.keys,
 		watches: newStreamLimit(cmp.Or(opt.maxWatch, 256), cmp.Or(opt.maxWatchPerClient, 32)),
 	}
+	s.checks = newCheckMetrics()
+	s.registrations = newRegistrations(n, opt.maxValue, opt.log, opt.ctx)
+	s.leases = newLeaseManager(n, opt.leaseOpts, opt.log, opt.ctx)
 	s.metrics = newMetricsHandler(s)
 	s.handler = s.routes()
 	if opt.checkHosts {
@@ -107,6 +115,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/kv/{key...}", s.handleKVGet)
 	mux.HandleFunc("GET /v1/decommissions", s.handleDecommissions)
 	mux.HandleFunc("GET /v1/watch", s.handleWatch)
+	s.healthRoutes(mux)
 
 	writes := http.NewServeMux()
 	writes.HandleFunc("PUT /v1/kv/{key...}", s.handleKVPut)
@@ -127,6 +136,7 @@ func (s *server) routes() http.Handler {
 	mux.Handle("POST /v1/keys", guarded)
 	mux.Handle("POST /v1/keys/{fingerprint}/use", guarded)
 	mux.Handle("DELETE /v1/keys/{fingerprint}", guarded)
+	s.healthWriteRoutes(mux, s.requireWrite)
 
 	return s.recoverer(jsonNotFound(mux))
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -28,6 +29,7 @@ type cli struct {
 	stdout  io.Writer
 	stderr  io.Writer
 	name    string
+	ctx     context.Context // of the requests; nil: none
 }
 
 // apiError is an answer of the agent other than 2xx.
@@ -88,7 +90,11 @@ func (c *cli) do(method, path string, q url.Values, body any, out any) ([]byte, 
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, c.url(path, q), rd)
+	ctx := c.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path, q), rd)
 	if err != nil {
 		return nil, fmt.Errorf("bad -addr %q: %w", c.addr, err)
 	}
@@ -193,6 +199,7 @@ func runCLI(name string, args []string, stdin io.Reader, stdout, stderr io.Write
 	case "hosts":
 		fs.StringVar(&label, "label", "", "service `name`")
 		fs.BoolVar(&port, "port", false, "print host:port instead of host")
+		fs.String("host-ip", "", "ignored: accepted for ServiceMonitor's command lines (the agent asked is -addr)")
 	case "decommission":
 		fs.BoolVar(&clear, "clear", false, "clear the decommission of ID: let it back in")
 		fs.BoolVar(&list, "list", false, "list decommissioned node IDs")
@@ -350,7 +357,11 @@ func (c *cli) service(name string, healthy bool) int {
 	tw := c.table()
 	fmt.Fprintln(tw, "ADDRESS\tHEALTH\tSTATE\tNODE\tCONTAINER\tIMAGE")
 	for _, in := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.Addr, in.Health, in.State, in.Node, in.Name, in.Image)
+		health := in.Verdict // passing, failing, expired...; older agents send only health
+		if health == "" {
+			health = in.Health
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.Addr, health, in.State, in.Node, in.Name, in.Image)
 	}
 	tw.Flush()
 	return exitOK

@@ -27,6 +27,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(testServiceEnv); addr != "" {
+		os.Exit(runTestService(addr)) // the test binary as a service of the end-to-end scripts
+	}
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)

@@ -96,6 +96,7 @@ type agentConfig struct {
 	encryption encryptionFlags
 	httpOpts   httpFlags
 	registry   registryFlags
+	leaseOpts  leaseFlags
 }
 
 type dockerFlags struct {
@@ -132,6 +133,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	c.encryption.register(fs)
 	c.httpOpts.register(fs)
 	c.registry.register(fs)
+	c.leaseOpts.register(fs)
 }
 
 // gossipConfig checks the flags and returns the node's configuration.
@@ -185,6 +187,9 @@ func (c *agentConfig) gossipConfig() (*scuttlebutt.Config, error) {
 		return nil, err
 	}
 	if err := c.registry.check(); err != nil {
+		return nil, err
+	}
+	if err := c.leaseOpts.check(); err != nil {
 		return nil, err
 	}
 	kr, err := c.encryption.keyring()

@@ -7,6 +7,8 @@
 //	scuttlebutt agent [-join host:port] [-registry URL -servers N -exec CMD] [-http 127.0.0.1:7777] [-docker] ...
 //	scuttlebutt demo [-nodes 5]
 //	scuttlebutt members | services [name] | hosts -label NAME
+//	scuttlebutt watch -label NAME -service-id ID -monitor-url URL
+//	scuttlebutt acquire-lease|release-lease -label NAME -service-id ID
 //	scuttlebutt kv get|set|delete|list ...
 //	scuttlebutt decommission [-clear] ID
 //	scuttlebutt keygen | keys list|install|use|remove
@@ -54,6 +56,14 @@ Talking to the local agent (-addr, SCUTTLEBUTT_ADDR; -token, SCUTTLEBUTT_TOKEN):
   scuttlebutt decommission -clear ID   let node ID back in
   scuttlebutt decommission -list       list decommissioned IDs
 
+Health checks and start-up leases (as ServiceMonitor's; -h for flags):
+  scuttlebutt watch -label NAME -service-id ID -monitor-url URL
+                                       register a service and check it until stopped
+  scuttlebutt acquire-lease -label NAME -service-id ID [-timeout 240s]
+                                       wait for the start-up lease of NAME (exit 1 on timeout)
+  scuttlebutt release-lease -label NAME -service-id ID
+                                       release it before the service's health passes
+
 Gossip encryption (docs/daemon.md, "Encryption"):
   scuttlebutt keygen                   print a new random key for -encrypt
   scuttlebutt keys list|install|use|remove [KEY|FINGERPRINT]
@@ -91,6 +101,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runRegistry(rest, stdout, stderr)
 	case "members", "services", "hosts", "kv", "decommission":
 		return runCLI(cmd, rest, stdin, stdout, stderr)
+	case "watch":
+		return runWatch(rest, stdout, stderr)
+	case "acquire-lease", "release-lease":
+		return runLease(cmd, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -2,13 +2,62 @@ package main
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/scuttlebutt-go/scuttlebutt"
+	"github.com/scuttlebutt-go/scuttlebutt/health"
 )
+
+// checkMetrics count the health checks run on this host: by the Docker
+// adapter for check labels (source "docker") and by watchers reporting to
+// this agent (source "watch").
+type checkMetrics struct {
+	total   *prometheus.CounterVec   // by source and result
+	latency *prometheus.HistogramVec // by source
+}
+
+func newCheckMetrics() *checkMetrics {
+	m := &checkMetrics{
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scuttlebutt_health_checks_total",
+			Help: "Health checks run on this host, by source (docker labels, watch) and result (pass, fail, timeout).",
+		}, []string{"source", "result"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "scuttlebutt_health_check_duration_seconds",
+			Help:    "Duration of the health checks run on this host, by source.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"source"}),
+	}
+	for _, src := range []string{"docker", "watch"} {
+		for _, res := range []string{"pass", "fail", "timeout"} {
+			m.total.WithLabelValues(src, res)
+		}
+		m.latency.WithLabelValues(src)
+	}
+	return m
+}
+
+// observe counts one check.
+func (m *checkMetrics) observe(source, result string, latency time.Duration) {
+	m.total.WithLabelValues(source, result).Inc()
+	m.latency.WithLabelValues(source).Observe(latency.Seconds())
+}
+
+// observeResult counts one check run by the Docker adapter.
+func (m *checkMetrics) observeResult(source string, res health.Result) {
+	result := "fail"
+	switch {
+	case res.OK:
+		result = "pass"
+	case res.TimedOut:
+		result = "timeout"
+	}
+	m.observe(source, result, res.Latency)
+}
 
 // nodeCollector reads the node's counters and view of the cluster at each
 // scrape: nothing is counted twice and nothing goes stale.
@@ -42,7 +91,7 @@ func newNodeCollector(s *server) *nodeCollector {
 		localKeys:      d("local_keys", "Live keys of this node."),
 		phi:            d("peer_phi", "Failure detector suspicion of each peer (dead above the threshold).", "peer"),
 		services:       d("services", "Services with at least one instance on a live node."),
-		instances:      d("service_instances", "Service instances on live nodes, by service and health.", "service", "health"),
+		instances:      d("service_instances", "Service instances on live nodes, by service and health (Docker's: healthy, none, starting, unhealthy; checks': passing, failing, starting, expired).", "service", "health"),
 		decommissioned: d("decommissioned_nodes", "Node IDs decommissioned and not cleared."),
 		info:           d("node_info", "This node's ID and address (value 1).", "id", "addr"),
 	}
@@ -107,7 +156,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, name := range snap.names {
 		by := map[string]int{}
 		for _, in := range snap.byName[name] {
-			by[in.Health]++
+			by[in.Verdict]++ // Docker's health, or the agent's check (passing, failing, starting, expired)
 		}
 		for health, v := range by {
 			gauge(c.instances, float64(v), name, health)
@@ -126,7 +175,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 // process's, from a registry of its own (no global state).
 func newMetricsHandler(s *server) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newNodeCollector(s), collectors.NewGoCollector(),
+	reg.MustRegister(newNodeCollector(s), s.checks.total, s.checks.latency, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }

@@ -101,16 +101,27 @@ type instanceView struct {
 	Labels    map[string]string `json:"labels,omitempty"`
 	Started   int64             `json:"started"` // Unix seconds
 	Key       string            `json:"key"`
+
+	// Of health checks (checkView, in registrations.go) and TTLs: see
+	// docker.Record.
+	Verdict string          `json:"verdict"` // expired, else the check's status, else health
+	Check   *checkView      `json:"check,omitempty"`
+	Expires *time.Time      `json:"expires,omitempty"`
+	Expired bool            `json:"expired,omitempty"`
+	Info    json.RawMessage `json:"info,omitempty"`
 }
 
-func toInstanceView(in docker.Instance) instanceView {
-	return instanceView{
+func toInstanceView(in docker.Instance, now time.Time) instanceView {
+	v := instanceView{
 		Service: in.Service, Node: in.Node, NodeAddr: in.NodeAddr, Addr: in.Addr(),
 		Host: in.Host, Port: in.Port, Private: in.Private, Proto: in.Proto,
-		Health: in.Health, State: in.State, Healthy: in.Healthy(),
+		Health: in.Health, State: in.State, Healthy: in.HealthyAt(now),
 		Container: in.Container, Name: in.Name, Image: in.Image, Tags: in.Tags,
 		Labels: in.Labels, Started: in.Started, Key: in.Key,
+		Verdict: in.Verdict(now), Expired: in.ExpiredAt(now), Info: in.Info,
 	}
+	addCheck(&v, in.Record)
+	return v
 }
 
 // serviceSummary counts the instances of one service by health.
@@ -126,6 +137,7 @@ type serviceSummary struct {
 // change: GET /services.json under load costs a copy, not an encoding.
 type servicesSnapshot struct {
 	version  uint64
+	until    time.Time // the next expiry of an instance: rebuilt then; zero: none
 	byName   map[string][]instanceView
 	names    []string
 	pretty   []byte // GET /services.json
@@ -142,30 +154,40 @@ type servicesCache struct {
 	hub  *hub
 	mu   sync.Mutex // one rebuild at a time
 	cur  atomic.Pointer[servicesSnapshot]
+	seq  atomic.Uint64 // rebuilds, for ETags: a rebuild for an expiry has the same version
+}
+
+// fresh tells whether a snapshot still holds at hub version v and now.
+func (s *servicesSnapshot) fresh(v uint64, now time.Time) bool {
+	return s != nil && s.version == v && (s.until.IsZero() || now.Before(s.until))
 }
 
 func (c *servicesCache) get() *servicesSnapshot {
 	v := c.hub.version.Load()
-	if s := c.cur.Load(); s != nil && s.version == v {
+	if s := c.cur.Load(); s.fresh(v, time.Now()) {
 		return s
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v = c.hub.version.Load()
-	if s := c.cur.Load(); s != nil && s.version == v {
+	if s := c.cur.Load(); s.fresh(v, time.Now()) {
 		return s
 	}
-	s := buildServices(c.node, v)
+	s := buildServices(c.node, v, c.seq.Add(1))
 	c.cur.Store(s)
 	return s
 }
 
-func buildServices(n clusterNode, version uint64) *servicesSnapshot {
+func buildServices(n clusterNode, version, seq uint64) *servicesSnapshot {
+	now := time.Now()
 	s := &servicesSnapshot{version: version, byName: map[string][]instanceView{}}
 	for name, list := range docker.Services(n) {
 		views := make([]instanceView, len(list))
 		for i, in := range list {
-			views[i] = toInstanceView(in)
+			views[i] = toInstanceView(in, now)
+			if exp := time.UnixMilli(in.Expires); in.Expires != 0 && exp.After(now) && (s.until.IsZero() || exp.Before(s.until)) {
+				s.until = exp
+			}
 		}
 		s.byName[name] = views
 		s.names = append(s.names, name)
@@ -179,7 +201,7 @@ func buildServices(n clusterNode, version uint64) *servicesSnapshot {
 	for i, b := range [][]byte{s.pretty, s.prettyGz, s.text, s.textGz} {
 		s.lengths[i] = []string{strconv.Itoa(len(b))}
 	}
-	s.etag = `"` + strconv.FormatUint(version, 36) + "-" + strconv.Itoa(len(s.pretty)) + `"`
+	s.etag = `"` + strconv.FormatUint(version, 36) + "-" + strconv.FormatUint(seq, 36) + "-" + strconv.Itoa(len(s.pretty)) + `"`
 	return s
 }
 
@@ -217,7 +239,7 @@ func renderServicesText(s *servicesSnapshot) []byte {
 		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 		for _, in := range list {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\tnode %s\t%s\t%s\n", net.JoinHostPort(in.Host, strconv.Itoa(in.Port)),
-				in.Health, in.State, in.Node, in.Name, in.Image)
+				in.Verdict, in.State, in.Node, in.Name, in.Image)
 		}
 		tw.Flush()
 		b.WriteByte('\n')

@@ -1,8 +1,9 @@
 // Command testapp is the program inside the docker package's test image: an
 // HTTP server whose health the tests can flip, and the image's health check.
 //
-//	/app [-sick]  serve on :8080: GET /health answers 200 or 503,
-//	              POST /sick and POST /well flip it, POST /exit exits 3
+//	/app [-sick]  serve on :8080: GET /health answers 200, or 500 when
+//	              sick, or nothing when hanging; POST /sick, POST /hang
+//	              and POST /well (neither) flip it; POST /exit exits 3
 //	/app health   exit 0 if GET http://127.0.0.1:8080/health is 200
 //
 // It must build with CGO_ENABLED=0: the image is FROM scratch. It speaks
@@ -24,7 +25,7 @@ import (
 
 const addr = ":8080"
 
-var sick atomic.Bool
+var sick, hang atomic.Bool
 
 func main() {
 	args := os.Args[1:]
@@ -84,16 +85,24 @@ func serve(c net.Conn) {
 	}
 	switch f[0] + " " + f[1] {
 	case "GET /health":
+		if hang.Load() {
+			time.Sleep(5 * time.Second) // past any check's timeout; the connection's deadline ends it
+			return
+		}
 		if sick.Load() {
-			reply(c, "503 Service Unavailable", "sick")
+			reply(c, "500 Internal Server Error", "sick")
 			return
 		}
 		reply(c, "200 OK", "ok")
 	case "POST /sick":
 		sick.Store(true)
 		reply(c, "200 OK", "")
+	case "POST /hang":
+		hang.Store(true)
+		reply(c, "200 OK", "")
 	case "POST /well":
 		sick.Store(false)
+		hang.Store(false)
 		reply(c, "200 OK", "")
 	case "POST /exit":
 		// exit with an error status, for restart policies, once the
