@@ -406,7 +406,7 @@ func (c *Core) targets() []string {
 // removes dead or left peers after RemoveAfter.
 func (c *Core) judge(now time.Time) {
 	c.checkIsolation(now)
-	for _, p := range slices.Clone(c.watched) {
+	for _, p := range c.watched { // convicting marks the ring, does not recompute it
 		// The deadline is a lower bound of the time phi passes the
 		// threshold, renewed at each heartbeat: most peers are judged
 		// by one comparison.

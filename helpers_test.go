@@ -203,3 +203,12 @@ func checkInvariants(t testing.TB, p *peerState) {
 		t.Fatalf("%s: counted %d tombstones and %d live, hold %d and %d", p.id, p.tombstones, p.live, tomb, live)
 	}
 }
+
+// recomputeSummary returns the summary computed from scratch to check the one kept up to date.
+func (c *Core) recomputeSummary() uint64 {
+	var s uint64
+	for _, p := range c.order {
+		s ^= summaryTerm(idHash(p.id), p.gen, p.maxVersion)
+	}
+	return s
+}

@@ -54,12 +54,3 @@ func (c *Core) summaryLess(es []digestEntry) uint64 {
 	}
 	return s
 }
-
-// recomputeSummary returns the summary computed from scratch (tests).
-func (c *Core) recomputeSummary() uint64 {
-	var s uint64
-	for _, p := range c.order {
-		s ^= summaryTerm(idHash(p.id), p.gen, p.maxVersion)
-	}
-	return s
-}

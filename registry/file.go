@@ -163,26 +163,13 @@ func (f *File) List(ctx context.Context) ([]Entry, error) {
 
 // Claim makes e the holder of slot.
 func (f *File) Claim(ctx context.Context, slot int, e Entry, expiry time.Duration) error {
-	return f.write(ctx, slot, e, func(cur *Entry) (bool, error) {
-		if holderLive(cur, e, expiry) {
-			return false, ErrTaken
-		}
-		return true, nil
-	})
+	return f.write(ctx, slot, e, claimable(e, expiry))
 }
 
 // Release gives up slot if e.ID holds it.
 func (f *File) Release(ctx context.Context, slot int, e Entry) error {
 	e.Released = true
-	return f.write(ctx, slot, e, func(cur *Entry) (bool, error) {
-		switch {
-		case cur == nil || cur.Released:
-			return false, nil
-		case cur.ID != e.ID:
-			return false, ErrTaken
-		}
-		return true, nil
-	})
+	return f.write(ctx, slot, e, releasable(e))
 }
 
 // write writes e as the next version of slot if decide, given the current

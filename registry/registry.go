@@ -219,6 +219,31 @@ func holderLive(cur *Entry, e Entry, expiry time.Duration) bool {
 	return cur != nil && cur.ID != e.ID && cur.Live(e.Time, expiry)
 }
 
+// claimable decides a claim of a slot by e, given its current entry: taken
+// while another node's entry there is live.
+func claimable(e Entry, expiry time.Duration) func(cur *Entry) (bool, error) {
+	return func(cur *Entry) (bool, error) {
+		if holderLive(cur, e, expiry) {
+			return false, ErrTaken
+		}
+		return true, nil
+	}
+}
+
+// releasable decides a release of a slot by e: nothing to do if it is free
+// or released, refused if another node holds it.
+func releasable(e Entry) func(cur *Entry) (bool, error) {
+	return func(cur *Entry) (bool, error) {
+		switch {
+		case cur == nil || cur.Released:
+			return false, nil
+		case cur.ID != e.ID:
+			return false, ErrTaken
+		}
+		return true, nil
+	}
+}
+
 // claimAttempts bounds the reads and conditional writes of one Claim: a
 // conflict means another node wrote the slot at the same moment; it is
 // read again in case that was a release.

@@ -263,26 +263,13 @@ func (s *S3) get(ctx context.Context, key string) (etag string, body []byte, exi
 
 // Claim makes e the holder of slot.
 func (s *S3) Claim(ctx context.Context, slot int, e Entry, expiry time.Duration) error {
-	return s.write(ctx, slot, e, func(cur *Entry) (bool, error) {
-		if holderLive(cur, e, expiry) {
-			return false, ErrTaken
-		}
-		return true, nil
-	})
+	return s.write(ctx, slot, e, claimable(e, expiry))
 }
 
 // Release gives up slot if e.ID holds it.
 func (s *S3) Release(ctx context.Context, slot int, e Entry) error {
 	e.Released = true
-	return s.write(ctx, slot, e, func(cur *Entry) (bool, error) {
-		switch {
-		case cur == nil || cur.Released:
-			return false, nil
-		case cur.ID != e.ID:
-			return false, ErrTaken
-		}
-		return true, nil
-	})
+	return s.write(ctx, slot, e, releasable(e))
 }
 
 // write writes e to slot with a conditional PUT if decide, given the
