@@ -206,4 +206,3 @@ func TestImageDocker(t *testing.T) {
 		t.Fatalf("the agent could not read the socket:\n%s", logs)
 	}
 }
-
