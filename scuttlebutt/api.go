@@ -138,7 +138,7 @@ func (s *server) routes() http.Handler {
 	mux.Handle("DELETE /v1/keys/{fingerprint}", guarded)
 	s.healthWriteRoutes(mux, s.requireWrite)
 
-	return s.recoverer(jsonNotFound(mux))
+	return s.recoverer(literalPaths(jsonNotFound(mux)))
 }
 
 // jsonNotFound answers unknown routes and methods with JSON errors instead
@@ -437,10 +437,6 @@ func (s *server) checkWritableKey(w http.ResponseWriter, key string) bool {
 	switch {
 	case key == "":
 		writeError(w, http.StatusBadRequest, "empty key")
-	case strings.HasPrefix(key, decommissionPrefix):
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("keys starting with %q are reserved: use /v1/nodes/{id}/decommission", decommissionPrefix))
-	case strings.HasPrefix(key, scuttlebutt.ReservedPrefix):
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("keys starting with %q are reserved by the library", scuttlebutt.ReservedPrefix))
 	case len(key) > scuttlebutt.MaxKeySize:
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("key is %d bytes, the limit is %d", len(key), scuttlebutt.MaxKeySize))
 	case s.rolesOwned && (key == roleKey || key == bootstrapKey):
@@ -448,6 +444,14 @@ func (s *server) checkWritableKey(w http.ResponseWriter, key string) bool {
 	case s.dockerOwned && strings.HasPrefix(key, docker.KeyPrefix):
 		writeError(w, http.StatusConflict, fmt.Sprintf("keys starting with %q belong to the Docker adapter on this agent (-docker)", docker.KeyPrefix))
 	default:
+		if err := checkKeyPath(key); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return false
+		}
+		if msg, reserved := reservedOwner(key); reserved {
+			writeError(w, http.StatusBadRequest, msg)
+			return false
+		}
 		return true
 	}
 	return false

@@ -242,6 +242,11 @@ func runCLI(name string, args []string, stdin io.Reader, stdout, stderr io.Write
 		}
 		return c.decommission(pos[0], clear)
 	}
+	if sub != "" && sub != "list" && len(pos) > 0 {
+		if err := checkKeyPath(pos[0]); err != nil {
+			return c.usageErr("%v", err)
+		}
+	}
 	switch sub {
 	case "get":
 		if len(pos) != 1 {

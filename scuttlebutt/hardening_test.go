@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// Keys the agent interprets are refused by the KV API: a lease request
+// dated 1970 (which would hold every queue), roles, registrations and
+// decommission markers have their own writers. Nothing is written.
+func TestReservedKeys(t *testing.T) {
+	ts := newTestServer(t, serverOptions{loopbackOnly: true})
+	for key, owner := range map[string]string{
+		"lease/es/fake-1":    "/v1/leases",
+		"lease/":             "/v1/leases",
+		"role":               "-servers",
+		"bootstrap":          "-servers",
+		"svc/web/es-1":       "/v1/registrations",
+		"decommission/n2":    "/v1/nodes/{id}/decommission",
+		":heartbeat":         "library",
+		"svc/web/x/8080/tcp": "", // a Docker adapter record: allowed, validated
+	} {
+		code, body := ts.do(t, "PUT", "/v1/kv/"+key, "text/plain", "1")
+		if owner == "" {
+			if code != http.StatusBadRequest || !strings.Contains(body, "service records") {
+				t.Errorf("PUT %s with a bad record: %d %s, want the record's 400", key, code, body)
+			}
+			continue
+		}
+		if code != http.StatusBadRequest || !strings.Contains(body, owner) {
+			t.Errorf("PUT %s: %d %s, want 400 naming %s", key, code, body, owner)
+		}
+		if code, _ := ts.do(t, "DELETE", "/v1/kv/"+key, "", ""); code != http.StatusBadRequest {
+			t.Errorf("DELETE %s: %d, want 400", key, code)
+		}
+	}
+	if st, _ := ts.node.State("n1"); len(st) != 0 {
+		t.Fatalf("reserved keys were written: %v", st)
+	}
+	if q := ts.srv.leases.leases.Requests("es"); len(q) != 0 {
+		t.Fatalf("the lease queue of es holds %v", q)
+	}
+}
+
+// Paths are taken literally: "." and ".." segments and "//" are refused
+// with 400, never redirected to another key, whether written as is or
+// escaped; nothing is written.
+func TestLiteralKeyPaths(t *testing.T) {
+	ts := newTestServer(t, serverOptions{loopbackOnly: true})
+	noRedirect := *ts.Client()
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for _, path := range []string{"a/../b2", "a/./b2", "a//b2", "a%2F..%2Fb2", "a/..", "%2Fb2", "a%2F%2Fb2", "./b2"} {
+		for _, method := range []string{"PUT", "GET", "DELETE"} {
+			req, _ := http.NewRequest(method, ts.URL+"/v1/kv/"+path, strings.NewReader("v"))
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("%s /v1/kv/%s: %d (Location %q), want 400", method, path, resp.StatusCode, resp.Header.Get("Location"))
+			}
+		}
+	}
+	if st, _ := ts.node.State("n1"); len(st) != 0 {
+		t.Fatalf("keys written through unclean paths: %v", st)
+	}
+	if code, body := ts.do(t, "PUT", "/v1/kv/a.b/..c/d.", "text/plain", "v"); code != 200 {
+		t.Fatalf("dots inside segments are fine: %d %s", code, body)
+	}
+}
+
+// runCmd runs a command of the CLI in this process and returns its exit
+// code, standard output and standard error.
+func runCmd(stdout io.Writer, args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	if stdout == nil {
+		stdout = &out
+	}
+	code := run(args, strings.NewReader(""), stdout, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// The CLI refuses keys with "." or ".." segments or "//" (exit 2) rather
+// than letting them name another key.
+func TestCLIRefusesDotSegments(t *testing.T) {
+	ts := newTestServer(t, serverOptions{loopbackOnly: true})
+	for _, args := range [][]string{
+		{"kv", "set", "a b/../c", "v"}, {"kv", "set", "a//c", "v"}, {"kv", "get", "./c"}, {"kv", "delete", "a/.."},
+	} {
+		code, _, stderr := runCmd(nil, append(args, "-addr", ts.URL)...)
+		if code != exitUsage || !strings.Contains(stderr, "segment") {
+			t.Errorf("%q: exit %d, stderr %q; want 2 naming the segment", args, code, stderr)
+		}
+	}
+	if st, _ := ts.node.State("n1"); len(st) != 0 {
+		t.Fatalf("keys written: %v", st)
+	}
+	if code, _, stderr := runCmd(nil, "kv", "set", "-addr", ts.URL, "a b/c", "v"); code != exitOK {
+		t.Fatalf("kv set of a good key: exit %d: %s", code, stderr)
+	}
+}
