@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
@@ -117,10 +118,14 @@ func (c *cli) do(method, path string, q url.Values, body any, out any) ([]byte, 
 	if err != nil {
 		return nil, fmt.Errorf("reading the agent's answer: %w", err)
 	}
+	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if resp.StatusCode != http.StatusNoContent && ct != "application/json" {
+		return raw, &notAgentError{addr: c.addr, code: resp.StatusCode, ctype: resp.Header.Get("Content-Type")}
+	}
 	if resp.StatusCode/100 != 2 {
 		var e errorBody
 		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(raw))
+			return raw, &notAgentError{addr: c.addr, code: resp.StatusCode, ctype: resp.Header.Get("Content-Type")}
 		}
 		return raw, &apiError{Code: resp.StatusCode, Msg: e.Error}
 	}
@@ -312,7 +317,7 @@ func (c *cli) members() int {
 		if roles {
 			status += "\t" + roleText(n.Role, n.Bootstrap)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", n.ID, n.Addr, status, n.Generation,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", printable(n.ID), printable(n.Addr), printable(status), n.Generation,
 			ago(now, n.LastHeard, n.Local), n.Keys, strings.TrimSpace(note))
 	}
 	tw.Flush()
@@ -333,7 +338,7 @@ func (c *cli) services() int {
 	tw := c.table()
 	fmt.Fprintln(tw, "SERVICE\tINSTANCES\tHEALTHY")
 	for _, s := range out.Services {
-		fmt.Fprintf(tw, "%s\t%d\t%d\n", s.Name, s.Instances, s.Healthy)
+		fmt.Fprintf(tw, "%s\t%d\t%d\n", printable(s.Name), s.Instances, s.Healthy)
 	}
 	tw.Flush()
 	return exitOK
@@ -366,7 +371,8 @@ func (c *cli) service(name string, healthy bool) int {
 		if health == "" {
 			health = in.Health
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.Addr, health, in.State, in.Node, in.Name, in.Image)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", printable(in.Addr), printable(health), printable(in.State), printable(in.Node),
+			printable(in.Name), printable(in.Image))
 	}
 	tw.Flush()
 	return exitOK
@@ -463,7 +469,7 @@ func (c *cli) kvList(node string) int {
 	tw := c.table()
 	fmt.Fprintln(tw, "KEY\tVALUE")
 	for _, k := range sortedKeys(out.State) {
-		fmt.Fprintf(tw, "%s\t%s\n", k, out.State[k])
+		fmt.Fprintf(tw, "%s\t%s\n", printable(k), printable(out.State[k]))
 	}
 	tw.Flush()
 	return exitOK
@@ -508,7 +514,7 @@ func (c *cli) decommissions() int {
 		if d.Cleared {
 			state = "cleared"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.ID, state, d.By, d.At.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", printable(d.ID), state, printable(d.By), d.At.Format(time.RFC3339))
 	}
 	tw.Flush()
 	return exitOK

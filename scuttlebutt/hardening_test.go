@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Keys the agent interprets are refused by the KV API: a lease request
@@ -101,5 +105,95 @@ func TestCLIRefusesDotSegments(t *testing.T) {
 	}
 	if code, _, stderr := runCmd(nil, "kv", "set", "-addr", ts.URL, "a b/c", "v"); code != exitOK {
 		t.Fatalf("kv set of a good key: exit %d: %s", code, stderr)
+	}
+}
+
+// Against a web server that is not an agent (a 404 page in HTML for every
+// path), the commands say so and exit 1: not 3, which a script reads as
+// "not found" or "no healthy host". The page is not printed.
+func TestCLINotAnAgent(t *testing.T) {
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, "<html><body><h1>404 Not Found</h1></body></html>")
+	}))
+	defer web.Close()
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "<html>it works</html>")
+	}))
+	defer ok.Close()
+	for _, srv := range []*httptest.Server{web, ok} {
+		for _, args := range [][]string{
+			{"members"}, {"hosts", "-label", "web"}, {"services", "web"}, {"kv", "get", "k"}, {"kv", "list"},
+			{"kv", "delete", "k"}, {"decommission", "-list"}, {"release-lease", "-label", "es", "-service-id", "es-1"},
+			{"acquire-lease", "-label", "es", "-service-id", "es-1", "-timeout", "30s"},
+		} {
+			start := time.Now()
+			code, stdout, stderr := runCmd(nil, append(args, "-addr", srv.URL)...)
+			if code != exitError || !strings.Contains(stderr, "not a scuttlebutt agent") || strings.Contains(stderr, "<html") || stdout != "" {
+				t.Errorf("%q against a web server: exit %d, stdout %q, stderr %q; want 1 and \"not a scuttlebutt agent\"", args, code, stdout, stderr)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("%q took %v", args, d)
+			}
+		}
+	}
+}
+
+// failingWriter fails every write, as a full disk does.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// A command whose output cannot be written exits non-zero: to a failing
+// writer, and to /dev/full.
+func TestCLIOutputErrors(t *testing.T) {
+	ts := newTestServer(t, serverOptions{loopbackOnly: true})
+	ts.node.set("n1", "k", "v")
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full: %v", err)
+	}
+	defer full.Close()
+	for _, w := range []io.Writer{failingWriter{}, full} {
+		for _, args := range [][]string{{"members"}, {"kv", "list"}, {"kv", "get", "k"}, {"members", "-json"}, {"keygen"}} {
+			code, _, stderr := runCmd(w, append(args, "-addr", ts.URL)...)
+			if args[0] == "keygen" {
+				code, _, stderr = runCmd(w, "keygen")
+			}
+			if code != exitError || !strings.Contains(stderr, "writing the output") {
+				t.Errorf("%q to %T: exit %d, stderr %q; want 1", args, w, code, stderr)
+			}
+		}
+	}
+	if code, stdout, _ := runCmd(nil, "kv", "get", "k", "-addr", ts.URL); code != exitOK || stdout != "v\n" {
+		t.Fatalf("kv get to a good writer: %d %q", code, stdout)
+	}
+}
+
+// Keys and values with control characters are printed escaped by the
+// tables (kv list, members), never as raw escape sequences; JSON escapes
+// them by itself.
+func TestCLIEscapesControlChars(t *testing.T) {
+	ts := newTestServer(t, serverOptions{loopbackOnly: true})
+	ts.node.set("n1", "\x1b[2J\x1b[31mred", "bell\a")
+	ts.node.set("n1", "plain", "ok")
+	for _, args := range [][]string{{"kv", "list"}, {"kv", "list", "-json"}} {
+		code, stdout, stderr := runCmd(nil, append(args, "-addr", ts.URL)...)
+		if code != exitOK {
+			t.Fatalf("%q: %d %s", args, code, stderr)
+		}
+		if strings.ContainsAny(stdout, "\x1b\a") {
+			t.Fatalf("%q printed raw control characters: %q", args, stdout)
+		}
+		if !strings.Contains(stdout, `\x1b[2J\x1b[31mred`) && !strings.Contains(stdout, `\u001b[2J\u001b[31mred`) {
+			t.Fatalf("%q does not show the key escaped: %q", args, stdout)
+		}
+		if !strings.Contains(stdout, "plain") {
+			t.Fatalf("%q lost a plain key: %q", args, stdout)
+		}
+	}
+	if got := printable("a b/c"); got != "a b/c" {
+		t.Fatalf("printable changed a plain key: %q", got)
 	}
 }

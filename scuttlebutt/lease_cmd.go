@@ -154,8 +154,11 @@ func (c *cli) acquireLease(ctx context.Context, l leaseCmd) int {
 			lastErr = nil
 		}
 		var ae *apiError
+		var na *notAgentError
 		switch {
 		case tctx.Err() != nil:
+		case errors.As(err, &na):
+			return c.fail(err) // waiting will not make it an agent
 		case errors.As(err, &ae) && ae.Code == http.StatusNotFound:
 			fmt.Fprintf(c.stderr, "scuttlebutt acquire-lease: the agent lost the request (restarted?); requesting again\n")
 			requested = false
