@@ -277,8 +277,11 @@ func nodeError(w http.ResponseWriter, err error) {
 	var size *scuttlebutt.SizeError
 	var limit *scuttlebutt.LimitError
 	switch {
-	case errors.As(err, &size), errors.As(err, &limit):
-		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
+	case errors.As(err, &limit):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("this node's state is full: its limit %s is reached "+
+			"(the limits are fixed in the agent, see docs/daemon.md); delete keys of this node first", limit.Limit))
+	case errors.As(err, &size):
+		writeError(w, http.StatusRequestEntityTooLarge, strings.TrimPrefix(err.Error(), "scuttlebutt: ")+" (fixed in the agent)")
 	case errors.Is(err, scuttlebutt.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, "the node is shutting down")
 	default:
@@ -471,14 +474,8 @@ func (s *server) handleKVPut(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Value *string `json:"value"`
 		}
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
+		if err := decodeStrict(body, &req); err != nil {
 			writeError(w, http.StatusBadRequest, "malformed JSON body: want {\"value\": \"...\"}: "+err.Error())
-			return
-		}
-		if dec.More() {
-			writeError(w, http.StatusBadRequest, "malformed JSON body: more than one JSON value")
 			return
 		}
 		if req.Value == nil {

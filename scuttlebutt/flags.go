@@ -170,6 +170,9 @@ func (c *agentConfig) gossipConfig() (*scuttlebutt.Config, error) {
 		if err := checkHostPort("-join", j, true); err != nil {
 			return nil, err
 		}
+		if err := checkJoinHost(j); err != nil {
+			return nil, err
+		}
 	}
 	if len(c.id) > scuttlebutt.MaxIDSize || strings.ContainsAny(c.id, "/ \t\n") {
 		return nil, fmt.Errorf("-id %q: at most %d bytes, without slashes or spaces", c.id, scuttlebutt.MaxIDSize)

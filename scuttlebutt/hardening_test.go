@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
+	"net"
+
 	"bytes"
 	"errors"
+	"github.com/scuttlebutt-go/scuttlebutt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -195,5 +199,84 @@ func TestCLIEscapesControlChars(t *testing.T) {
 	}
 	if got := printable("a b/c"); got != "a b/c" {
 		t.Fatalf("printable changed a plain key: %q", got)
+	}
+}
+
+// Registrations, lease names, KV bodies and flags validate like the rest
+// of the API: each bad input gets its 400 (or exit 2), nothing is written.
+func TestValidationList(t *testing.T) {
+	ts := newTestServer(t, serverOptions{loopbackOnly: true})
+	cases := []struct {
+		name, method, path, body, want string
+	}{
+		{"TTL of 2562047h (year 2319)", "PUT", "/v1/registrations/es/es-1", `{"host":"10.0.0.9","port":9200,"ttl":"2562047h"}`, "ttl"},
+		{"TTL over a day", "PUT", "/v1/registrations/es/es-1", `{"host":"10.0.0.9","port":9200,"ttl":"25h"}`, "ttl"},
+		{"garbage after the JSON", "PUT", "/v1/registrations/es/es-1", `{"host":"10.0.0.9","port":9200} garbage`, "after the JSON"},
+		{"a brace after the JSON", "PUT", "/v1/registrations/es/es-1", `{"host":"10.0.0.9","port":9200}}`, "after the JSON"},
+		{"info a number", "PUT", "/v1/registrations/es/es-1", `{"host":"10.0.0.9","port":9200,"info":3}`, "object"},
+		{"info an array", "PUT", "/v1/registrations/es/es-1", `{"host":"10.0.0.9","port":9200,"info":[1]}`, "object"},
+		{"info a string", "PUT", "/v1/registrations/es/es-1", `{"host":"10.0.0.9","port":9200,"info":"x"}`, "object"},
+		{"KV JSON with a brace after it", "PUT", "/v1/kv/k", `{"value":"a"}}`, "after the JSON"},
+		{"lease body with garbage after it", "POST", "/v1/leases/es/es-1", `{"max_hold":"5m"} x`, "after the JSON"},
+		{"lease label with a space", "POST", "/v1/leases/e%20s/es-1", ``, "A-Z"},
+		{"lease service ID with a colon", "POST", "/v1/leases/es/es:1", ``, "A-Z"},
+	}
+	for _, c := range cases {
+		code, body := ts.do(t, c.method, c.path, "application/json", c.body)
+		if code != http.StatusBadRequest || !strings.Contains(body, c.want) {
+			t.Errorf("%s: %d %s; want 400 naming %q", c.name, code, body, c.want)
+		}
+	}
+	if st, _ := ts.node.State("n1"); len(st) != 0 {
+		t.Fatalf("written by bad requests: %v", st)
+	}
+	if code, body := ts.do(t, "PUT", "/v1/registrations/es/es-1", "application/json", `{"host":"10.0.0.9","port":9200,"ttl":"24h","info":{"a":1}}`+"\n"); code != 200 {
+		t.Fatalf("a good registration: %d %s", code, body)
+	}
+
+	// The command line.
+	for _, args := range [][]string{
+		{"acquire-lease", "-label", "es", "-service-id", "es-1", "-timeout", "-5s"},
+		{"acquire-lease", "-label", "e s", "-service-id", "es-1"},
+		{"release-lease", "-label", "es", "-service-id", "a b"},
+		{"watch", "-label", "es", "-service-id", "es-1", "-monitor-url", "http://127.0.0.1:1/", "-service-info", "[1]"},
+		{"watch", "-label", "es", "-service-id", "es-1", "-monitor-url", "http://127.0.0.1:1/", "-ttl", "2562047h"},
+		{"agent", "-join", "::::", "-http", "", "-bind", "127.0.0.1:0"},
+		{"agent", "-join", "bad host!:8119", "-http", "", "-bind", "127.0.0.1:0"},
+	} {
+		if args[0] != "agent" {
+			args = append(args, "-addr", ts.URL)
+		}
+		if code, _, stderr := runCmd(nil, args...); code != exitUsage {
+			t.Errorf("%q: exit %d (%s), want 2", args, code, stderr)
+		}
+	}
+}
+
+// HTTP/1.0 without a Host header is answered (browsers always send one:
+// it is no DNS rebinding); the refusal of a bad Host never names an empty
+// host. The 413 of a full node does not point at the library's Config.
+func TestHostlessRequestAndLimitMessages(t *testing.T) {
+	ts := newTestServer(t, serverOptions{loopbackOnly: true, checkHosts: true})
+	c, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /healthz HTTP/1.0\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTP/1.0 without Host: %d %s", resp.StatusCode, b)
+	}
+	for _, err := range []error{&scuttlebutt.LimitError{Limit: "keys_per_node"}, &scuttlebutt.SizeError{What: "value", Size: 900, Limit: 888}} {
+		rec := httptest.NewRecorder()
+		nodeError(rec, err)
+		if rec.Code != http.StatusRequestEntityTooLarge || strings.Contains(rec.Body.String(), "Config") || !strings.Contains(rec.Body.String(), "fixed") {
+			t.Errorf("%v: %d %s; want 413 saying the limit is fixed, not naming Config", err, rec.Code, rec.Body.String())
+		}
 	}
 }

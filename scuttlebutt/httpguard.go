@@ -40,7 +40,9 @@ func (g *hostGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		host = h
 	}
 	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
-	if net.ParseIP(host) != nil || g.allowed[host] || strings.HasSuffix(host, ".localhost") {
+	// No Host header at all (HTTP/1.0): browsers always send one, so a
+	// request without it is no DNS rebinding.
+	if r.Host == "" || net.ParseIP(host) != nil || g.allowed[host] || strings.HasSuffix(host, ".localhost") {
 		g.next.ServeHTTP(w, r)
 		return
 	}
