@@ -65,4 +65,3 @@ func isHostName(s string) bool {
 	}
 	return true
 }
-
