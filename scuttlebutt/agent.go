@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -42,6 +43,7 @@ type agent struct {
 
 	httpSrv    *http.Server
 	httpLn     net.Listener
+	conns      *connLimitListener // the bounds of httpLn's connections
 	httpErr    chan error
 	stopWatch  context.CancelFunc // ends /v1/watch streams
 	stopDocker context.CancelFunc
@@ -117,10 +119,15 @@ func startAgent(opt agentOptions) (*agent, error) {
 			return nil, fmt.Errorf("cannot serve HTTP on %s: %w; choose another -http address (or -http '' to disable it)", opt.httpAddr, err)
 		}
 		so.loopbackOnly = isLoopbackListen(ln.Addr().String()) || isLoopbackListen(opt.httpAddr)
-		if opt.httpOpts.maxConnsPerClient > 0 {
-			ln = newConnLimitListener(ln, opt.httpOpts.maxConnsPerClient)
+		perClient, total := opt.httpOpts.maxConnsPerClient, opt.httpOpts.maxConns
+		if perClient <= 0 {
+			perClient = 128
 		}
-		a.httpLn = ln
+		if total <= 0 {
+			total = defaultMaxConns
+		}
+		a.conns = newConnLimitListener(ln, perClient, boundConns(total, log), log)
+		a.httpLn = a.conns
 	}
 	a.srv = newServer(a.pub, h, d, so)
 	if a.httpLn != nil {
@@ -130,7 +137,8 @@ func startAgent(opt agentOptions) (*agent, error) {
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       2 * time.Minute,
+			IdleTimeout:       cmp.Or(opt.httpOpts.idleTimeout, 30*time.Second),
+			ConnState:         a.conns.connState,
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}

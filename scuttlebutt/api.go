@@ -85,6 +85,7 @@ func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *serv
 		dockerOwned: opt.dockerOwned, rolesOwned: opt.rolesOwned, ctx: opt.ctx, keys: opt.keys,
 		watches: newStreamLimit(cmp.Or(opt.maxWatch, 256), cmp.Or(opt.maxWatchPerClient, 32)),
 	}
+	s.watches.log = opt.log
 	s.checks = newCheckMetrics()
 	s.registrations = newRegistrations(n, opt.maxValue, opt.log, opt.ctx)
 	s.leases = newLeaseManager(n, opt.leaseOpts, opt.log, opt.ctx)
@@ -563,7 +564,7 @@ func (s *server) handleClearDecommission(w http.ResponseWriter, r *http.Request)
 // after a first "hello" event. ?node= and ?prefix= filter key events.
 func (s *server) handleWatch(w http.ResponseWriter, r *http.Request) {
 	node, prefix := r.URL.Query().Get("node"), r.URL.Query().Get("prefix")
-	release, err := s.watches.acquire(r.RemoteAddr)
+	release, shed, err := s.watches.acquire(r.RemoteAddr)
 	if err != nil {
 		w.Header().Set("Retry-After", "10")
 		writeError(w, http.StatusTooManyRequests, err.Error())
@@ -592,6 +593,10 @@ func (s *server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-s.ctx.Done():
+			return
+		case <-shed:
+			io.WriteString(w, ": closed to make room for another client: the watch streams are at their bound (-http-max-watch)\n\n")
+			rc.Flush()
 			return
 		case <-ping.C:
 			io.WriteString(w, ": ping\n\n")

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
 	"net"
 
 	"bytes"
@@ -278,5 +281,191 @@ func TestHostlessRequestAndLimitMessages(t *testing.T) {
 		if rec.Code != http.StatusRequestEntityTooLarge || strings.Contains(rec.Body.String(), "Config") || !strings.Contains(rec.Body.String(), "fixed") {
 			t.Errorf("%v: %d %s; want 413 saying the limit is fixed, not naming Config", err, rec.Code, rec.Body.String())
 		}
+	}
+}
+
+// watchHolder is a stream opened by openWatchStream.
+type watchHolder struct {
+	close func()
+	ended chan struct{} // closed when the agent ends the stream
+}
+
+// openWatchStream opens /v1/watch from a source address and follows it
+// until it ends.
+func openWatchStream(t *testing.T, base, from string) (int, *watchHolder) {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/watch", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		cancel()
+		return resp.StatusCode, nil
+	}
+	br := bufio.NewReader(resp.Body)
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	h := &watchHolder{close: func() { cancel(); resp.Body.Close() }, ended: make(chan struct{})}
+	go func() {
+		io.Copy(io.Discard, br)
+		close(h.ended)
+	}()
+	return http.StatusOK, h
+}
+
+// Twenty source addresses, each opening as many watch streams as it may,
+// take every stream of the agent; a legitimate client still gets one,
+// from a client holding more than its share, and so does a second.
+func TestWatchStreamsFairShare(t *testing.T) {
+	ts := newTestServer(t, serverOptions{loopbackOnly: true, maxWatch: 40, maxWatchPerClient: 8})
+	var held []*watchHolder
+	defer func() {
+		for _, h := range held {
+			h.close()
+		}
+	}()
+	for i := range 20 {
+		for range 8 {
+			code, h := openWatchStream(t, ts.URL, fmt.Sprintf("127.0.1.%d", i+1))
+			if code == http.StatusOK {
+				held = append(held, h)
+			}
+		}
+	}
+	if n := ts.srv.watches.open(); n != 40 {
+		t.Fatalf("%d streams open, want all 40", n)
+	}
+	// The attackers share them: each new address took some from the
+	// first ones.
+	for _, from := range []string{"127.0.2.1", "127.0.2.2"} {
+		code, h := openWatchStream(t, ts.URL, from)
+		if code != http.StatusOK {
+			t.Fatalf("a new client %s with every stream taken by 20 addresses: %d, want 200", from, code)
+		}
+		held = append(held, h)
+	}
+	// Every stream granted but the 40 open was ended to make room.
+	eventually(t, 5*time.Second, "the streams that made room ended", func() bool {
+		ended := 0
+		for _, h := range held {
+			select {
+			case <-h.ended:
+				ended++
+			default:
+			}
+		}
+		return ended == len(held)-40
+	})
+	ts.srv.watches.mu.Lock()
+	for client, ss := range ts.srv.watches.perClient {
+		if len(ss) > 3 {
+			t.Errorf("client %s holds %d streams of 40 among 22 clients", client, len(ss))
+		}
+	}
+	ts.srv.watches.mu.Unlock()
+	if n := ts.srv.watches.open(); n != 40 {
+		t.Fatalf("%d streams open, want 40", n)
+	}
+}
+
+// The total bound of connections: at the bound a newcomer is served, the
+// connection idle the longest is closed to make room (and a warning
+// logged); when none is idle, a connection of the client holding the most
+// is; when every client holds as many as the newcomer plus one or fewer,
+// the newcomer is refused.
+func TestConnectionsTotalBound(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	cl := newConnLimitListener(ln, 100, 4, slog.New(slog.NewTextHandler(&logs, nil)))
+	block := make(chan struct{})
+	srv := &http.Server{ConnState: cl.connState, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		if r.URL.Path == "/block" {
+			<-block
+		}
+	})}
+	go srv.Serve(cl)
+	defer srv.Close()
+	defer close(block)
+	dial := func(from, path string) *bufio.Reader {
+		t.Helper()
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+		br := bufio.NewReader(c)
+		if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, "200") {
+			return nil
+		}
+		return br
+	}
+	closed := func(br *bufio.Reader) bool {
+		_, err := io.Copy(io.Discard, br) // until the agent closes it, or the deadline
+		return err == nil || !isTimeout(err)
+	}
+	allIdle := func(n int) func() bool {
+		return func() bool {
+			cl.mu.Lock()
+			defer cl.mu.Unlock()
+			k := 0
+			for c := range cl.conns {
+				if c.idle {
+					k++
+				}
+			}
+			return k == n
+		}
+	}
+	// Four idle keep-alive connections fill the bound; a fifth client is
+	// served and the first (idle the longest) is closed.
+	var idle []*bufio.Reader
+	for i := range 4 {
+		idle = append(idle, dial(fmt.Sprintf("127.0.3.%d", i+1), "/"))
+		eventually(t, 3*time.Second, "the connection idle", allIdle(i+1))
+	}
+	if dial("127.0.4.1", "/") == nil {
+		t.Fatal("a newcomer at the bound of idle connections was refused")
+	}
+	if !closed(idle[0]) {
+		t.Fatal("the connection idle the longest was kept")
+	}
+	if !strings.Contains(logs.String(), "-http-max-conns") {
+		t.Fatalf("no warning: %s", logs.String())
+	}
+	// Busy connections: one client holds three (they close the idle ones),
+	// the next newcomer closes the last idle one, two more take theirs
+	// from the client holding three; with four clients holding one busy
+	// connection each, a fifth is refused.
+	for i := range 3 {
+		if dial("127.0.5.1", "/block") == nil {
+			t.Fatalf("busy connection %d refused", i)
+		}
+	}
+	if dial("127.0.5.2", "/block") == nil {
+		t.Fatal("a newcomer was refused while a client held three of four busy connections")
+	}
+	if dial("127.0.5.3", "/block") == nil || dial("127.0.5.4", "/block") == nil {
+		t.Fatal("newcomers were refused while a client held more than its share")
+	}
+	if dial("127.0.5.5", "/block") != nil {
+		t.Fatal("a fifth client was served while four held one busy connection each")
+	}
+	if open, refused := cl.stats(); open != 4 || refused["idle"] < 1 || refused["fair_share"] != 2 || refused["total"] != 1 {
+		t.Fatalf("open %d, refused %v", open, refused)
 	}
 }
