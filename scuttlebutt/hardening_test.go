@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
@@ -467,5 +468,37 @@ func TestConnectionsTotalBound(t *testing.T) {
 	}
 	if open, refused := cl.stats(); open != 4 || refused["idle"] < 1 || refused["fair_share"] != 2 || refused["total"] != 1 {
 		t.Fatalf("open %d, refused %v", open, refused)
+	}
+}
+
+// POST /v1/keys takes at most maxInstalledKeys keys: each is tried on
+// every datagram that is not sealed with the first. Installing a key that
+// is there already is still fine.
+func TestKeyringBound(t *testing.T) {
+	first, _ := base64.StdEncoding.DecodeString(newKey())
+	kr, err := scuttlebutt.NewKeyring(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newTestServer(t, serverOptions{loopbackOnly: true, keys: &keyManager{kr: kr, log: slog.New(slog.DiscardHandler)}})
+	install := func(key string) (int, string) {
+		return ts.do(t, "POST", "/v1/keys", "application/json", `{"key":"`+key+`"}`)
+	}
+	var last string
+	for i := 1; i < maxInstalledKeys; i++ {
+		last = newKey()
+		if code, body := install(last); code != 200 {
+			t.Fatalf("key %d: %d %s", i+1, code, body)
+		}
+	}
+	code, body := install(newKey())
+	if code != http.StatusConflict || !strings.Contains(body, "keys remove") {
+		t.Fatalf("key %d: %d %s, want 409", maxInstalledKeys+1, code, body)
+	}
+	if n := len(kr.Keys()); n != maxInstalledKeys {
+		t.Fatalf("%d keys installed", n)
+	}
+	if code, body := install(last); code != 200 {
+		t.Fatalf("installing an installed key again: %d %s", code, body)
 	}
 }
