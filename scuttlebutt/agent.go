@@ -63,6 +63,7 @@ type agentOptions struct {
 	httpOpts   httpFlags
 	rolesOwned bool // -servers: the role keys belong to the role choice
 	leaseOpts  leaseFlags
+	data       dataFlags // -data-dir
 }
 
 // startAgent creates the node and starts serving HTTP. It does not join.
@@ -71,6 +72,18 @@ func startAgent(opt agentOptions) (*agent, error) {
 	log := opt.log
 	h := newHub()
 	d := newDecommissions(cfg.ID, log)
+	d.token = opt.token
+	markersFile, err := opt.data.decommissionFile()
+	if err != nil {
+		return nil, err
+	}
+	var saved map[string]marker
+	if markersFile != "" {
+		d.store = &decommissionStore{path: markersFile}
+		if saved, err = d.store.load(); err != nil {
+			return nil, fmt.Errorf("-data-dir: %w", err)
+		}
+	}
 	sub := &subscriber{hub: h, decom: d, log: log}
 	cfg.NodeSubscriber = sub
 	cfg.StateSubscriber = sub
@@ -86,6 +99,17 @@ func startAgent(opt agentOptions) (*agent, error) {
 	a := &agent{node: node, hub: h, decom: d, log: log, httpErr: make(chan error, 1)}
 	a.pub = &localPublisher{clusterNode: node, hub: h, sub: sub}
 	d.setNode(a.pub)
+	if opt.token != "" {
+		// Decommissions of this node then need its token's authority.
+		if err := a.pub.UpdateLocal(authKey, "token"); err != nil {
+			node.Close()
+			return nil, fmt.Errorf("starting the node: %w", err)
+		}
+	}
+	if len(saved) > 0 {
+		d.restore(saved)
+		log.Info("decommission markers restored from -data-dir", "markers", len(saved), "file", markersFile)
+	}
 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	a.stopWatch = stopWatch
@@ -363,7 +387,7 @@ func runAgent(args []string, stderr io.Writer) int {
 	a, err := startAgent(agentOptions{
 		cfg: cfg, httpAddr: c.http, token: c.token, docker: c.docker, dockerOpts: c.dockerOpts,
 		log: log, libLog: libLog, keyring: c.encryption.file, httpOpts: c.httpOpts, leaseOpts: c.leaseOpts,
-		rolesOwned: c.registry.servers > 0,
+		rolesOwned: c.registry.servers > 0, data: c.data,
 	})
 	if err != nil {
 		log.Error(err.Error())

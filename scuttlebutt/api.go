@@ -522,28 +522,6 @@ func (s *server) handleDecommissions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"decommissions": s.decom.list()})
 }
 
-func (s *server) handleDecommission(w http.ResponseWriter, r *http.Request) {
-	if _, ok := readBody(w, r, maxBodySlack); !ok {
-		return
-	}
-	id := r.PathValue("id")
-	if _, ok := s.node.NodeInfo(id); !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown node %q", id))
-		return
-	}
-	if m, ok := s.decom.get(id); ok && !m.Cleared {
-		writeJSON(w, http.StatusOK, decommissionView{ID: id, By: m.By, At: time.Unix(0, m.At).UTC()})
-		return
-	}
-	m, err := s.decom.set(id, false)
-	if err != nil {
-		nodeError(w, err)
-		return
-	}
-	s.log.Info("decommission requested", "node", id, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusAccepted, decommissionView{ID: id, By: m.By, At: time.Unix(0, m.At).UTC()})
-}
-
 func (s *server) handleClearDecommission(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if m, ok := s.decom.get(id); !ok || m.Cleared {

@@ -195,6 +195,8 @@ func runCLI(name string, args []string, stdin io.Reader, stdout, stderr io.Write
 		node, label   string
 		healthy, port bool
 		clear, list   bool
+		force         bool
+		targetToken   string
 	)
 	switch name {
 	case "kv":
@@ -208,6 +210,8 @@ func runCLI(name string, args []string, stdin io.Reader, stdout, stderr io.Write
 	case "decommission":
 		fs.BoolVar(&clear, "clear", false, "clear the decommission of ID: let it back in")
 		fs.BoolVar(&list, "list", false, "list decommissioned node IDs")
+		fs.BoolVar(&force, "force", false, "decommission even this node's last live peer, or more than half of the cluster")
+		fs.StringVar(&targetToken, "target-token", "", "the `token` of node ID's API, when it has one other than -token")
 	}
 	pos, err := parseFlags(fs, args, cliEnv)
 	if errors.Is(err, flag.ErrHelp) {
@@ -245,7 +249,7 @@ func runCLI(name string, args []string, stdin io.Reader, stdout, stderr io.Write
 		if len(pos) != 1 {
 			return c.usageErr("want one node ID (or -list)")
 		}
-		return c.decommission(pos[0], clear)
+		return c.decommission(pos[0], clear, decommissionRequest{Token: targetToken, Force: force})
 	}
 	if sub != "" && sub != "list" && len(pos) > 0 {
 		if err := checkKeyPath(pos[0]); err != nil {
@@ -475,13 +479,17 @@ func (c *cli) kvList(node string) int {
 	return exitOK
 }
 
-func (c *cli) decommission(id string, clear bool) int {
+func (c *cli) decommission(id string, clear bool, req decommissionRequest) int {
 	method := "POST"
-	if clear {
+	var body any
+	switch {
+	case clear:
 		method = "DELETE"
+	case req != decommissionRequest{}:
+		body = req
 	}
 	var out decommissionView
-	raw, err := c.do(method, "/v1/nodes/"+url.PathEscape(id)+"/decommission", nil, nil, &out)
+	raw, err := c.do(method, "/v1/nodes/"+url.PathEscape(id)+"/decommission", nil, body, &out)
 	if err != nil {
 		return c.fail(err)
 	}

@@ -97,6 +97,7 @@ type agentConfig struct {
 	httpOpts   httpFlags
 	registry   registryFlags
 	leaseOpts  leaseFlags
+	data       dataFlags
 }
 
 type dockerFlags struct {
@@ -134,6 +135,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	c.httpOpts.register(fs)
 	c.registry.register(fs)
 	c.leaseOpts.register(fs)
+	c.data.register(fs)
 }
 
 // gossipConfig checks the flags and returns the node's configuration.

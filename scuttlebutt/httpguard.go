@@ -3,9 +3,9 @@ package main
 import (
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"

@@ -32,6 +32,7 @@ var reservedKeys = []reservedKey{
 	{prefix: lease.Prefix, owner: "start-up leases: use POST /v1/leases/{label}/{id} (scuttlebutt acquire-lease)"},
 	{prefix: roleKey, exact: true, owner: "the role choice (-registry with -servers)"},
 	{prefix: bootstrapKey, exact: true, owner: "the role choice (-registry with -servers)"},
+	{prefix: authKey, exact: true, owner: "the agent: it says that this node's API needs a token (-token)"},
 }
 
 // reservedOwner returns the writer of key if the KV API must refuse it.
