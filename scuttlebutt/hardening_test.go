@@ -135,6 +135,7 @@ func TestCLINotAnAgent(t *testing.T) {
 			{"members"}, {"hosts", "-label", "web"}, {"services", "web"}, {"kv", "get", "k"}, {"kv", "list"},
 			{"kv", "delete", "k"}, {"decommission", "-list"}, {"release-lease", "-label", "es", "-service-id", "es-1"},
 			{"acquire-lease", "-label", "es", "-service-id", "es-1", "-timeout", "30s"},
+			{"watch", "-label", "es", "-service-id", "es-1", "-monitor-url", "http://127.0.0.1:1/"},
 		} {
 			start := time.Now()
 			code, stdout, stderr := runCmd(nil, append(args, "-addr", srv.URL)...)

@@ -257,7 +257,8 @@ func (wt *watchRun) run(ctx context.Context, chk health.Checker, cfg health.Conf
 	// command now rather than at the first check.
 	if err := wt.report(nil); err != nil {
 		var ae *apiError
-		if errors.As(err, &ae) && ae.Code/100 == 4 {
+		var na *notAgentError
+		if errors.As(err, &ae) && ae.Code/100 == 4 || errors.As(err, &na) {
 			return wt.c.fail(err)
 		}
 	}
