@@ -519,7 +519,10 @@ func (c *cli) decommissions() int {
 	fmt.Fprintln(tw, "ID\tSTATE\tBY\tAT")
 	for _, d := range out.Decommissions {
 		state := "out"
-		if d.Cleared {
+		switch {
+		case d.Refused:
+			state = "refused"
+		case d.Cleared:
 			state = "cleared"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", printable(d.ID), state, printable(d.By), d.At.Format(time.RFC3339))

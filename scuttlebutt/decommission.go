@@ -199,13 +199,14 @@ type decommissionView struct {
 	By      string    `json:"by"`
 	At      time.Time `json:"at"`
 	Cleared bool      `json:"cleared"`
+	Refused bool      `json:"refused,omitempty"` // cleared by the node itself: the decommission lacked its token's authority
 }
 
 func (d *decommissions) list() []decommissionView {
 	d.mu.Lock()
 	out := make([]decommissionView, 0, len(d.known))
 	for id, m := range d.known {
-		out = append(out, decommissionView{ID: id, By: m.By, At: time.Unix(0, m.At).UTC(), Cleared: m.Cleared})
+		out = append(out, decommissionView{ID: id, By: m.By, At: time.Unix(0, m.At).UTC(), Cleared: m.Cleared, Refused: m.Refused})
 	}
 	d.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

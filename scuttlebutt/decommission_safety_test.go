@@ -94,6 +94,9 @@ func TestDecommissionNeedsTargetToken(t *testing.T) {
 	if d.isOut("t1") {
 		t.Fatal("the target counts itself out")
 	}
+	if l := d.list(); len(l) != 1 || !l[0].Refused || !l[0].Cleared {
+		t.Fatalf("/v1/decommissions of the target: %+v", l)
+	}
 	good := marker{At: time.Now().UnixNano() + 10, By: "x1"}
 	good.MAC = markerMAC("T1", "t1", good)
 	d.heard("x1", "decommission/t1", good.encode())
