@@ -148,12 +148,26 @@ func New(node Node, opt Options) *Leases {
 // Spread plus Skew.
 func (l *Leases) Settle() time.Duration { return l.opt.Spread + l.opt.Skew }
 
-// ErrBadName is returned for a label or service ID that is empty or holds a
-// slash, or whose request's key would pass scuttlebutt.MaxKeySize.
-var ErrBadName = errors.New("lease: label and service ID must be non-empty, without '/', and short enough for a key")
+// ErrBadName is returned for a label or service ID that is empty, "." or
+// "..", or holds other bytes than A-Z a-z 0-9 . _ - (the bytes of service
+// names), or whose request's key would pass scuttlebutt.MaxKeySize.
+var ErrBadName = errors.New("lease: label and service ID must be non-empty, of A-Z a-z 0-9 . _ -, and short enough for a key")
+
+// ValidName reports whether s may be a label or a service ID.
+func ValidName(s string) bool {
+	if s == "" || s == "." || s == ".." {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func checkNames(label, serviceID string) error {
-	if label == "" || serviceID == "" || strings.Contains(label, "/") || strings.Contains(serviceID, "/") {
+	if !ValidName(label) || !ValidName(serviceID) {
 		return fmt.Errorf("%w: %q, %q", ErrBadName, label, serviceID)
 	}
 	if k := key(label, serviceID); len(k) > scuttlebutt.MaxKeySize {

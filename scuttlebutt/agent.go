@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -42,6 +43,7 @@ type agent struct {
 
 	httpSrv    *http.Server
 	httpLn     net.Listener
+	conns      *connLimitListener // the bounds of httpLn's connections
 	httpErr    chan error
 	stopWatch  context.CancelFunc // ends /v1/watch streams
 	stopDocker context.CancelFunc
@@ -61,6 +63,7 @@ type agentOptions struct {
 	httpOpts   httpFlags
 	rolesOwned bool // -servers: the role keys belong to the role choice
 	leaseOpts  leaseFlags
+	data       dataFlags // -data-dir
 }
 
 // startAgent creates the node and starts serving HTTP. It does not join.
@@ -69,6 +72,18 @@ func startAgent(opt agentOptions) (*agent, error) {
 	log := opt.log
 	h := newHub()
 	d := newDecommissions(cfg.ID, log)
+	d.token = opt.token
+	markersFile, err := opt.data.decommissionFile()
+	if err != nil {
+		return nil, err
+	}
+	var saved map[string]marker
+	if markersFile != "" {
+		d.store = &decommissionStore{path: markersFile}
+		if saved, err = d.store.load(); err != nil {
+			return nil, fmt.Errorf("-data-dir: %w", err)
+		}
+	}
 	sub := &subscriber{hub: h, decom: d, log: log}
 	cfg.NodeSubscriber = sub
 	cfg.StateSubscriber = sub
@@ -84,6 +99,17 @@ func startAgent(opt agentOptions) (*agent, error) {
 	a := &agent{node: node, hub: h, decom: d, log: log, httpErr: make(chan error, 1)}
 	a.pub = &localPublisher{clusterNode: node, hub: h, sub: sub}
 	d.setNode(a.pub)
+	if opt.token != "" {
+		// Decommissions of this node then need its token's authority.
+		if err := a.pub.UpdateLocal(authKey, "token"); err != nil {
+			node.Close()
+			return nil, fmt.Errorf("starting the node: %w", err)
+		}
+	}
+	if len(saved) > 0 {
+		d.restore(saved)
+		log.Info("decommission markers restored from -data-dir", "markers", len(saved), "file", markersFile)
+	}
 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	a.stopWatch = stopWatch
@@ -117,10 +143,15 @@ func startAgent(opt agentOptions) (*agent, error) {
 			return nil, fmt.Errorf("cannot serve HTTP on %s: %w; choose another -http address (or -http '' to disable it)", opt.httpAddr, err)
 		}
 		so.loopbackOnly = isLoopbackListen(ln.Addr().String()) || isLoopbackListen(opt.httpAddr)
-		if opt.httpOpts.maxConnsPerClient > 0 {
-			ln = newConnLimitListener(ln, opt.httpOpts.maxConnsPerClient)
+		perClient, total := opt.httpOpts.maxConnsPerClient, opt.httpOpts.maxConns
+		if perClient <= 0 {
+			perClient = 128
 		}
-		a.httpLn = ln
+		if total <= 0 {
+			total = defaultMaxConns
+		}
+		a.conns = newConnLimitListener(ln, perClient, boundConns(total, log), log)
+		a.httpLn = a.conns
 	}
 	a.srv = newServer(a.pub, h, d, so)
 	if a.httpLn != nil {
@@ -130,7 +161,8 @@ func startAgent(opt agentOptions) (*agent, error) {
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       2 * time.Minute,
+			IdleTimeout:       cmp.Or(opt.httpOpts.idleTimeout, 30*time.Second),
+			ConnState:         a.conns.connState,
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
@@ -309,7 +341,7 @@ func (c *agentConfig) launch(cfg *scuttlebutt.Config, log, libLog *slog.Logger, 
 	a, err := startAgent(agentOptions{
 		cfg: cfg, httpAddr: c.http, token: c.token, docker: c.docker, dockerOpts: c.dockerOpts,
 		log: log, libLog: libLog, keyring: c.encryption.file, httpOpts: c.httpOpts, leaseOpts: c.leaseOpts,
-		rolesOwned: c.registry.servers > 0,
+		rolesOwned: c.registry.servers > 0, data: c.data,
 	})
 	if err != nil {
 		return nil, err

@@ -85,6 +85,7 @@ func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *serv
 		dockerOwned: opt.dockerOwned, rolesOwned: opt.rolesOwned, ctx: opt.ctx, keys: opt.keys,
 		watches: newStreamLimit(cmp.Or(opt.maxWatch, 256), cmp.Or(opt.maxWatchPerClient, 32)),
 	}
+	s.watches.log = opt.log
 	s.checks = newCheckMetrics()
 	s.registrations = newRegistrations(n, opt.maxValue, opt.log, opt.ctx)
 	s.leases = newLeaseManager(n, opt.leaseOpts, opt.log, opt.ctx)
@@ -138,7 +139,7 @@ func (s *server) routes() http.Handler {
 	mux.Handle("DELETE /v1/keys/{fingerprint}", guarded)
 	s.healthWriteRoutes(mux, s.requireWrite)
 
-	return s.recoverer(jsonNotFound(mux))
+	return s.recoverer(literalPaths(jsonNotFound(mux)))
 }
 
 // jsonNotFound answers unknown routes and methods with JSON errors instead
@@ -277,8 +278,11 @@ func nodeError(w http.ResponseWriter, err error) {
 	var size *scuttlebutt.SizeError
 	var limit *scuttlebutt.LimitError
 	switch {
-	case errors.As(err, &size), errors.As(err, &limit):
-		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
+	case errors.As(err, &limit):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("this node's state is full: its limit %s is reached "+
+			"(the limits are fixed in the agent, see docs/daemon.md); delete keys of this node first", limit.Limit))
+	case errors.As(err, &size):
+		writeError(w, http.StatusRequestEntityTooLarge, strings.TrimPrefix(err.Error(), "scuttlebutt: ")+" (fixed in the agent)")
 	case errors.Is(err, scuttlebutt.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, "the node is shutting down")
 	default:
@@ -437,10 +441,6 @@ func (s *server) checkWritableKey(w http.ResponseWriter, key string) bool {
 	switch {
 	case key == "":
 		writeError(w, http.StatusBadRequest, "empty key")
-	case strings.HasPrefix(key, decommissionPrefix):
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("keys starting with %q are reserved: use /v1/nodes/{id}/decommission", decommissionPrefix))
-	case strings.HasPrefix(key, scuttlebutt.ReservedPrefix):
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("keys starting with %q are reserved by the library", scuttlebutt.ReservedPrefix))
 	case len(key) > scuttlebutt.MaxKeySize:
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("key is %d bytes, the limit is %d", len(key), scuttlebutt.MaxKeySize))
 	case s.rolesOwned && (key == roleKey || key == bootstrapKey):
@@ -448,6 +448,14 @@ func (s *server) checkWritableKey(w http.ResponseWriter, key string) bool {
 	case s.dockerOwned && strings.HasPrefix(key, docker.KeyPrefix):
 		writeError(w, http.StatusConflict, fmt.Sprintf("keys starting with %q belong to the Docker adapter on this agent (-docker)", docker.KeyPrefix))
 	default:
+		if err := checkKeyPath(key); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return false
+		}
+		if msg, reserved := reservedOwner(key); reserved {
+			writeError(w, http.StatusBadRequest, msg)
+			return false
+		}
 		return true
 	}
 	return false
@@ -467,14 +475,8 @@ func (s *server) handleKVPut(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Value *string `json:"value"`
 		}
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
+		if err := decodeStrict(body, &req); err != nil {
 			writeError(w, http.StatusBadRequest, "malformed JSON body: want {\"value\": \"...\"}: "+err.Error())
-			return
-		}
-		if dec.More() {
-			writeError(w, http.StatusBadRequest, "malformed JSON body: more than one JSON value")
 			return
 		}
 		if req.Value == nil {
@@ -520,28 +522,6 @@ func (s *server) handleDecommissions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"decommissions": s.decom.list()})
 }
 
-func (s *server) handleDecommission(w http.ResponseWriter, r *http.Request) {
-	if _, ok := readBody(w, r, maxBodySlack); !ok {
-		return
-	}
-	id := r.PathValue("id")
-	if _, ok := s.node.NodeInfo(id); !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown node %q", id))
-		return
-	}
-	if m, ok := s.decom.get(id); ok && !m.Cleared {
-		writeJSON(w, http.StatusOK, decommissionView{ID: id, By: m.By, At: time.Unix(0, m.At).UTC()})
-		return
-	}
-	m, err := s.decom.set(id, false)
-	if err != nil {
-		nodeError(w, err)
-		return
-	}
-	s.log.Info("decommission requested", "node", id, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusAccepted, decommissionView{ID: id, By: m.By, At: time.Unix(0, m.At).UTC()})
-}
-
 func (s *server) handleClearDecommission(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if m, ok := s.decom.get(id); !ok || m.Cleared {
@@ -562,7 +542,7 @@ func (s *server) handleClearDecommission(w http.ResponseWriter, r *http.Request)
 // after a first "hello" event. ?node= and ?prefix= filter key events.
 func (s *server) handleWatch(w http.ResponseWriter, r *http.Request) {
 	node, prefix := r.URL.Query().Get("node"), r.URL.Query().Get("prefix")
-	release, err := s.watches.acquire(r.RemoteAddr)
+	release, shed, err := s.watches.acquire(r.RemoteAddr)
 	if err != nil {
 		w.Header().Set("Retry-After", "10")
 		writeError(w, http.StatusTooManyRequests, err.Error())
@@ -591,6 +571,10 @@ func (s *server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-s.ctx.Done():
+			return
+		case <-shed:
+			io.WriteString(w, ": closed to make room for another client: the watch streams are at their bound (-http-max-watch)\n\n")
+			rc.Flush()
 			return
 		case <-ping.C:
 			io.WriteString(w, ": ping\n\n")

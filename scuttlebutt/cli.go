@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
@@ -117,10 +118,14 @@ func (c *cli) do(method, path string, q url.Values, body any, out any) ([]byte, 
 	if err != nil {
 		return nil, fmt.Errorf("reading the agent's answer: %w", err)
 	}
+	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if resp.StatusCode != http.StatusNoContent && ct != "application/json" {
+		return raw, &notAgentError{addr: c.addr, code: resp.StatusCode, ctype: resp.Header.Get("Content-Type")}
+	}
 	if resp.StatusCode/100 != 2 {
 		var e errorBody
 		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(raw))
+			return raw, &notAgentError{addr: c.addr, code: resp.StatusCode, ctype: resp.Header.Get("Content-Type")}
 		}
 		return raw, &apiError{Code: resp.StatusCode, Msg: e.Error}
 	}
@@ -190,6 +195,8 @@ func runCLI(name string, args []string, stdin io.Reader, stdout, stderr io.Write
 		node, label   string
 		healthy, port bool
 		clear, list   bool
+		force         bool
+		targetToken   string
 	)
 	switch name {
 	case "kv":
@@ -203,6 +210,8 @@ func runCLI(name string, args []string, stdin io.Reader, stdout, stderr io.Write
 	case "decommission":
 		fs.BoolVar(&clear, "clear", false, "clear the decommission of ID: let it back in")
 		fs.BoolVar(&list, "list", false, "list decommissioned node IDs")
+		fs.BoolVar(&force, "force", false, "decommission even this node's last live peer, or more than half of the cluster")
+		fs.StringVar(&targetToken, "target-token", "", "the `token` of node ID's API, when it has one other than -token")
 	}
 	pos, err := parseFlags(fs, args, cliEnv)
 	if errors.Is(err, flag.ErrHelp) {
@@ -240,7 +249,12 @@ func runCLI(name string, args []string, stdin io.Reader, stdout, stderr io.Write
 		if len(pos) != 1 {
 			return c.usageErr("want one node ID (or -list)")
 		}
-		return c.decommission(pos[0], clear)
+		return c.decommission(pos[0], clear, decommissionRequest{Token: targetToken, Force: force})
+	}
+	if sub != "" && sub != "list" && len(pos) > 0 {
+		if err := checkKeyPath(pos[0]); err != nil {
+			return c.usageErr("%v", err)
+		}
 	}
 	switch sub {
 	case "get":
@@ -307,7 +321,7 @@ func (c *cli) members() int {
 		if roles {
 			status += "\t" + roleText(n.Role, n.Bootstrap)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", n.ID, n.Addr, status, n.Generation,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", printable(n.ID), printable(n.Addr), printable(status), n.Generation,
 			ago(now, n.LastHeard, n.Local), n.Keys, strings.TrimSpace(note))
 	}
 	tw.Flush()
@@ -328,7 +342,7 @@ func (c *cli) services() int {
 	tw := c.table()
 	fmt.Fprintln(tw, "SERVICE\tINSTANCES\tHEALTHY")
 	for _, s := range out.Services {
-		fmt.Fprintf(tw, "%s\t%d\t%d\n", s.Name, s.Instances, s.Healthy)
+		fmt.Fprintf(tw, "%s\t%d\t%d\n", printable(s.Name), s.Instances, s.Healthy)
 	}
 	tw.Flush()
 	return exitOK
@@ -361,7 +375,8 @@ func (c *cli) service(name string, healthy bool) int {
 		if health == "" {
 			health = in.Health
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.Addr, health, in.State, in.Node, in.Name, in.Image)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", printable(in.Addr), printable(health), printable(in.State), printable(in.Node),
+			printable(in.Name), printable(in.Image))
 	}
 	tw.Flush()
 	return exitOK
@@ -458,19 +473,23 @@ func (c *cli) kvList(node string) int {
 	tw := c.table()
 	fmt.Fprintln(tw, "KEY\tVALUE")
 	for _, k := range sortedKeys(out.State) {
-		fmt.Fprintf(tw, "%s\t%s\n", k, out.State[k])
+		fmt.Fprintf(tw, "%s\t%s\n", printable(k), printable(out.State[k]))
 	}
 	tw.Flush()
 	return exitOK
 }
 
-func (c *cli) decommission(id string, clear bool) int {
+func (c *cli) decommission(id string, clear bool, req decommissionRequest) int {
 	method := "POST"
-	if clear {
+	var body any
+	switch {
+	case clear:
 		method = "DELETE"
+	case req != decommissionRequest{}:
+		body = req
 	}
 	var out decommissionView
-	raw, err := c.do(method, "/v1/nodes/"+url.PathEscape(id)+"/decommission", nil, nil, &out)
+	raw, err := c.do(method, "/v1/nodes/"+url.PathEscape(id)+"/decommission", nil, body, &out)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -500,10 +519,13 @@ func (c *cli) decommissions() int {
 	fmt.Fprintln(tw, "ID\tSTATE\tBY\tAT")
 	for _, d := range out.Decommissions {
 		state := "out"
-		if d.Cleared {
+		switch {
+		case d.Refused:
+			state = "refused"
+		case d.Cleared:
 			state = "cleared"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.ID, state, d.By, d.At.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", printable(d.ID), state, printable(d.By), d.At.Format(time.RFC3339))
 	}
 	tw.Flush()
 	return exitOK

@@ -34,6 +34,8 @@ type marker struct {
 	At      int64  `json:"at"`                // when it was written, Unix nanoseconds
 	By      string `json:"by"`                // the node that took the request
 	Cleared bool   `json:"cleared,omitempty"` // the decommission was cleared
+	MAC     string `json:"mac,omitempty"`     // HMAC under the target's token (markerMAC), when it has one
+	Refused bool   `json:"refused,omitempty"` // cleared by the target: the decommission lacked its token's authority
 }
 
 // newer reports whether m wins over o.
@@ -62,8 +64,10 @@ func decodeMarker(v string) (marker, bool) {
 
 // decommissions tracks the markers of the cluster and replicates them.
 type decommissions struct {
-	self string
-	log  *slog.Logger
+	self  string
+	log   *slog.Logger
+	token string             // this node's API token: markers for it must carry its HMAC
+	store *decommissionStore // -data-dir; nil: markers are not saved
 
 	mu     sync.Mutex
 	node   clusterNode // this node's own keys are written through it; nil until set
@@ -96,12 +100,33 @@ func (d *decommissions) heard(from, key, value string) {
 		d.mu.Unlock()
 		return
 	}
-	d.known[id] = m
 	node := d.node
+	if id == d.self && !m.Cleared && d.token != "" && !validMAC(d.token, id, m) {
+		// Without this node's token's authority: refused, with a newer
+		// marker that clears it everywhere.
+		refusal := marker{At: m.At + 1, By: d.self, Cleared: true, Refused: true}
+		d.known[id] = refusal
+		d.saveLocked()
+		d.mu.Unlock()
+		d.log.Warn("refused a decommission of this node that does not carry its token's authority", "by", m.By, "heard_from", from)
+		if node != nil {
+			if err := node.UpdateLocal(key, refusal.encode()); err != nil {
+				d.log.Warn("could not publish the refusal of a decommission", "err", err)
+			}
+		}
+		return
+	}
+	d.known[id] = m
+	d.saveLocked()
 	if id == d.self {
 		if !m.Cleared && !d.closed {
 			d.closed = true
 			close(d.fire)
+		}
+		if from == "" && node != nil { // restored from -data-dir: spread it again
+			d.mu.Unlock()
+			node.UpdateLocal(key, value)
+			return
 		}
 		d.mu.Unlock()
 		return
@@ -121,10 +146,19 @@ func (d *decommissions) heard(from, key, value string) {
 
 // set writes a marker for id from this node: decommission, or clear.
 func (d *decommissions) set(id string, cleared bool) (marker, error) {
+	return d.setWith(id, cleared, "")
+}
+
+// setWith writes a marker for id, with its HMAC under token when token is
+// set.
+func (d *decommissions) setWith(id string, cleared bool, token string) (marker, error) {
 	d.mu.Lock()
 	m := marker{At: time.Now().UnixNano(), By: d.self, Cleared: cleared}
 	if cur, ok := d.known[id]; ok && cur.At >= m.At {
 		m.At = cur.At + 1 // a clock behind the marker's writer must still win
+	}
+	if token != "" && !cleared {
+		m.MAC = markerMAC(token, id, m)
 	}
 	node := d.node
 	d.mu.Unlock()
@@ -133,6 +167,16 @@ func (d *decommissions) set(id string, cleared bool) (marker, error) {
 	}
 	d.heard(d.self, decommissionPrefix+id, m.encode())
 	return m, nil
+}
+
+// saveLocked saves the markers under -data-dir, if given.
+func (d *decommissions) saveLocked() {
+	if d.store == nil {
+		return
+	}
+	if err := d.store.save(d.known); err != nil {
+		d.log.Warn("could not save the decommission markers in -data-dir; they will not outlive a restart", "err", err)
+	}
 }
 
 // get returns the marker of id, if any.
@@ -155,13 +199,14 @@ type decommissionView struct {
 	By      string    `json:"by"`
 	At      time.Time `json:"at"`
 	Cleared bool      `json:"cleared"`
+	Refused bool      `json:"refused,omitempty"` // cleared by the node itself: the decommission lacked its token's authority
 }
 
 func (d *decommissions) list() []decommissionView {
 	d.mu.Lock()
 	out := make([]decommissionView, 0, len(d.known))
 	for id, m := range d.known {
-		out = append(out, decommissionView{ID: id, By: m.By, At: time.Unix(0, m.At).UTC(), Cleared: m.Cleared})
+		out = append(out, decommissionView{ID: id, By: m.By, At: time.Unix(0, m.At).UTC(), Cleared: m.Cleared, Refused: m.Refused})
 	}
 	d.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -206,7 +251,7 @@ func (d *decommissions) confirm(ctx context.Context, n clusterNode) bool {
 			if !ok {
 				continue
 			}
-			if m, ok := decodeMarker(v); ok {
+			if m, ok := decodeMarker(v); ok && (m.Cleared || d.token == "" || validMAC(d.token, d.self, m)) {
 				if m.newer(best) {
 					best = m
 				}

@@ -389,7 +389,10 @@ func TestCLI(t *testing.T) {
 	if code, _, _ := cli("members", "-addr", "127.0.0.1:1"); code != exitError {
 		t.Fatalf("unreachable agent: %d", code)
 	}
-	if code, _, _ := cli("decommission", "cli-2", "-token", "tok"); code != 0 {
+	if code, _, _ := cli("decommission", "cli-2", "-token", "tok"); code != exitError {
+		t.Fatalf("decommission of the last live peer without -force: %d, want 1", code)
+	}
+	if code, _, _ := cli("decommission", "cli-2", "-token", "tok", "-force"); code != 0 {
 		t.Fatalf("decommission: %d", code)
 	}
 	if code := b.wait(15 * time.Second); code != 0 {

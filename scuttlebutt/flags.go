@@ -97,6 +97,7 @@ type agentConfig struct {
 	httpOpts   httpFlags
 	registry   registryFlags
 	leaseOpts  leaseFlags
+	data       dataFlags
 }
 
 type dockerFlags struct {
@@ -144,6 +145,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	c.httpOpts.register(fs)
 	c.registry.register(fs)
 	c.leaseOpts.register(fs)
+	c.data.register(fs)
 }
 
 // gossipConfig checks the flags and returns the node's configuration.
@@ -178,6 +180,9 @@ func (c *agentConfig) gossipConfig() (*scuttlebutt.Config, error) {
 			c.join[i] = j
 		}
 		if err := checkHostPort("-join", j, true); err != nil {
+			return nil, err
+		}
+		if err := checkJoinHost(j); err != nil {
 			return nil, err
 		}
 	}

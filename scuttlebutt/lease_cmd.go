@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/scuttlebutt-go/scuttlebutt/lease"
 )
 
 // This file holds `scuttlebutt acquire-lease` and `release-lease`,
@@ -96,8 +98,8 @@ func runLease(name string, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case l.label == "" || l.serviceID == "":
 		return c.usageErr("want -label NAME and -service-id ID")
-	case strings.Contains(l.label, "/") || strings.Contains(l.serviceID, "/"):
-		return c.usageErr("-label %q, -service-id %q: no slashes, please", l.label, l.serviceID)
+	case !lease.ValidName(l.label) || !lease.ValidName(l.serviceID):
+		return c.usageErr("-label %q, -service-id %q: want 1 or more of A-Z a-z 0-9 . _ - (not . or ..)", l.label, l.serviceID)
 	case acquire && l.timeout <= 0:
 		return c.usageErr("-timeout %v: want a positive duration, such as 240s", l.timeout)
 	case acquire && l.maxHold < 0:
@@ -154,8 +156,11 @@ func (c *cli) acquireLease(ctx context.Context, l leaseCmd) int {
 			lastErr = nil
 		}
 		var ae *apiError
+		var na *notAgentError
 		switch {
 		case tctx.Err() != nil:
+		case errors.As(err, &na):
+			return c.fail(err) // waiting will not make it an agent
 		case errors.As(err, &ae) && ae.Code == http.StatusNotFound:
 			fmt.Fprintf(c.stderr, "scuttlebutt acquire-lease: the agent lost the request (restarted?); requesting again\n")
 			requested = false

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -366,9 +364,7 @@ func (s *server) handleLeaseAcquire(w http.ResponseWriter, r *http.Request) {
 	}
 	var req leaseRequestBody
 	if len(body) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
+		if err := decodeStrict(body, &req); err != nil {
 			writeError(w, http.StatusBadRequest, "malformed JSON body: want {\"hold_until_healthy\": true, \"max_hold\": \"5m\"}: "+err.Error())
 			return
 		}

@@ -81,6 +81,19 @@ refused), 2 bad usage, 3 not found (or no healthy host).
 `
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	out := &outputWriter{w: stdout}
+	code := dispatch(args, stdin, out, stderr)
+	if err := out.failed(); err != nil {
+		fmt.Fprintf(stderr, "scuttlebutt: writing the output: %v\n", err)
+		if code == exitOK {
+			code = exitError
+		}
+	}
+	return code
+}
+
+// dispatch runs the command of args.
+func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage

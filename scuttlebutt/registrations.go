@@ -221,14 +221,15 @@ type parsedRegistration struct {
 // parseRegistration checks a PUT body.
 func parseRegistration(service, id string, body []byte) (parsedRegistration, error) {
 	var req registrationRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := decodeStrict(body, &req); err != nil {
 		return parsedRegistration{}, fmt.Errorf("malformed JSON body: %v", err)
 	}
 	reg := docker.Registration{Service: service, ID: id, Host: req.Host, Port: req.Port, Proto: req.Proto, Tags: req.Tags, Info: req.Info}
 	if string(reg.Info) == "null" {
 		reg.Info = nil
+	}
+	if len(reg.Info) > 0 && reg.Info[0] != '{' {
+		return parsedRegistration{}, fmt.Errorf("info %s: want a JSON object, such as {\"http_port\": 9200}", reg.Info)
 	}
 	if err := reg.Validate(); err != nil {
 		return parsedRegistration{}, err
@@ -236,8 +237,8 @@ func parseRegistration(service, id string, body []byte) (parsedRegistration, err
 	ttl := docker.DefaultTTL
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)
-		if err != nil || d < docker.MinTTL {
-			return parsedRegistration{}, fmt.Errorf("ttl %q: want a duration of at least %v, such as 30s", req.TTL, docker.MinTTL)
+		if err != nil || d < docker.MinTTL || d > maxRegistrationTTL {
+			return parsedRegistration{}, fmt.Errorf("ttl %q: want a duration from %v to %v, such as 30s", req.TTL, docker.MinTTL, maxRegistrationTTL)
 		}
 		ttl = d
 	}

@@ -89,7 +89,7 @@ func openWatch(t *testing.T, url string, from string) (int, func()) {
 }
 
 // Many /v1/watch streams: past the per-client bound a client is refused
-// with 429, past the total bound everyone is, and the agent still answers
+// with 429, past the total bound every client at its share is, and the agent still answers
 // other requests. Closed streams give their slots back.
 func TestWatchStreamBounds(t *testing.T) {
 	ts := newTestServer(t, serverOptions{loopbackOnly: true, maxWatch: 6, maxWatchPerClient: 3})
@@ -116,7 +116,8 @@ func TestWatchStreamBounds(t *testing.T) {
 		}
 		closers = append(closers, c)
 	}
-	if code, _ := openWatch(t, ts.URL, "127.0.0.3"); code != http.StatusTooManyRequests {
+	// Every stream is taken, each client at its share: no one gets more.
+	if code, _ := openWatch(t, ts.URL, "127.0.0.2"); code != http.StatusTooManyRequests {
 		t.Fatalf("a 7th stream in all: %d, want 429", code)
 	}
 	if code, _ := ts.do(t, "GET", "/v1/nodes", "", ""); code != http.StatusOK {
@@ -143,7 +144,7 @@ func TestConnectionsPerClientBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })}
-	go srv.Serve(newConnLimitListener(ln, 4))
+	go srv.Serve(newConnLimitListener(ln, 4, 0, nil))
 	defer srv.Close()
 	var held []net.Conn
 	defer func() {

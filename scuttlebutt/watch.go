@@ -116,8 +116,11 @@ func (w *watchConfig) check() (health.Checker, health.Config, error) {
 	if n != 1 {
 		return nil, cfg, errors.New("want one check: -monitor-url URL, -tcp host:port or -command CMD")
 	}
-	if w.serviceInfo != "" && !json.Valid([]byte(w.serviceInfo)) {
-		return nil, cfg, fmt.Errorf("-service-info %q: not valid JSON; want e.g. '{\"http_port\": 9200}'", w.serviceInfo)
+	if w.serviceInfo != "" {
+		var obj map[string]json.RawMessage
+		if json.Unmarshal([]byte(w.serviceInfo), &obj) != nil || obj == nil {
+			return nil, cfg, fmt.Errorf("-service-info %q: not a JSON object; want e.g. '{\"http_port\": 9200}'", w.serviceInfo)
+		}
 	}
 	if w.rise < 1 || w.fall < 1 {
 		return nil, cfg, fmt.Errorf("-rise %d, -fall %d: want 1 or more", w.rise, w.fall)
@@ -130,8 +133,8 @@ func (w *watchConfig) check() (health.Checker, health.Config, error) {
 	if w.ttl == 0 {
 		w.ttl = max(docker.DefaultTTL, 3*cfg.Interval)
 	}
-	if w.ttl < max(docker.MinTTL, 2*cfg.Interval) {
-		return nil, cfg, fmt.Errorf("-ttl %v: want at least %v and twice the interval", w.ttl, docker.MinTTL)
+	if w.ttl < max(docker.MinTTL, 2*cfg.Interval) || w.ttl > maxRegistrationTTL {
+		return nil, cfg, fmt.Errorf("-ttl %v: want at least %v and twice the interval, at most %v", w.ttl, docker.MinTTL, maxRegistrationTTL)
 	}
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(w.logLevel)); err != nil {
@@ -254,7 +257,8 @@ func (wt *watchRun) run(ctx context.Context, chk health.Checker, cfg health.Conf
 	// command now rather than at the first check.
 	if err := wt.report(nil); err != nil {
 		var ae *apiError
-		if errors.As(err, &ae) && ae.Code/100 == 4 {
+		var na *notAgentError
+		if errors.As(err, &ae) && ae.Code/100 == 4 || errors.As(err, &na) {
 			return wt.c.fail(err)
 		}
 	}
