@@ -317,11 +317,11 @@ func (c *cli) members() int {
 		if n.Decommissioned {
 			note += " decommissioned"
 		}
-		status := n.Status
+		status := printable(n.Status)
 		if roles {
-			status += "\t" + roleText(n.Role, n.Bootstrap)
+			status += "\t" + printable(roleText(n.Role, n.Bootstrap))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", printable(n.ID), printable(n.Addr), printable(status), n.Generation,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", printable(n.ID), printable(n.Addr), status, n.Generation,
 			ago(now, n.LastHeard, n.Local), n.Keys, strings.TrimSpace(note))
 	}
 	tw.Flush()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"regexp"
 
 	"bytes"
 	"errors"
@@ -201,6 +202,12 @@ func TestCLIEscapesControlChars(t *testing.T) {
 		if !strings.Contains(stdout, "plain") {
 			t.Fatalf("%q lost a plain key: %q", args, stdout)
 		}
+	}
+	// A table's own tabs stay tabs: members with roles, a plain status.
+	ts.node.set("n1", roleKey, "server")
+	code, stdout, stderr := runCmd(nil, "members", "-addr", ts.URL)
+	if code != exitOK || !regexp.MustCompile(`(?m)^n1\s+\S+\s+alive\s+server\s`).MatchString(stdout) {
+		t.Fatalf("members with a role: %d %q %s", code, stdout, stderr)
 	}
 	if got := printable("a b/c"); got != "a b/c" {
 		t.Fatalf("printable changed a plain key: %q", got)
