@@ -69,10 +69,10 @@ func (c *Core) buildDeltas(reqs []deltaRequest, budget int) ([]nodeDelta, int) {
 	for i := range reqs {
 		r := &reqs[i]
 		p := r.p
-		d := nodeDelta{ID: p.id, Gen: p.gen, Reset: r.reset, FromVersion: r.from, LastGC: p.lastGC}
+		d := nodeDelta{ID: p.id, Gen: p.gen, Reset: r.reset, FromVersion: r.from, LastGC: p.lastGC, Dead: p.deadMark()}
 		// Worst case for the parts not known yet: MaxVersion and the
 		// entries' array header.
-		size := 1 + strSize(d.ID) + uintSize(d.Gen) + 1 + uintSize(d.FromVersion) + 9 + uintSize(d.LastGC) + maxArrayHeader
+		size := 1 + strSize(d.ID) + uintSize(d.Gen) + 1 + uintSize(d.FromVersion) + 9 + uintSize(d.LastGC) + uintSize(d.Dead) + maxArrayHeader
 		if used+size > budget {
 			break
 		}
@@ -105,8 +105,31 @@ func (c *Core) buildDeltas(reqs []deltaRequest, budget int) ([]nodeDelta, int) {
 	return out, used
 }
 
-// applyDelta applies one node's delta from a peer.
+// deadMark is what a delta of p says of its death: the version a verdict
+// convicted, if p is dead here by a verdict; 0 otherwise (alive, left, or
+// dead only in this isolated node's view).
+func (p *peerState) deadMark() uint64 {
+	if p.status == StatusDead && p.deadBy == causeVerdict {
+		return p.deadVersion
+	}
+	return 0
+}
+
+// applyDelta applies one node's delta from a peer, then its dead mark: a
+// node the sender holds dead by a verdict on a version is dead here too
+// unless a later version is held, whether or not a verdict on it is still
+// held by anyone (its monitor withdraws the verdict once it removes it).
 func (c *Core) applyDelta(now time.Time, d *nodeDelta) {
+	c.applyEntries(now, d)
+	if d.Dead != 0 && d.ID != c.id {
+		if p := c.peers[d.ID]; p != nil && p.gen == d.Gen {
+			c.applyVerdict(now, d.ID, verdict{gen: d.Gen, version: d.Dead})
+		}
+	}
+}
+
+// applyEntries applies the entries of one node's delta from a peer.
+func (c *Core) applyEntries(now time.Time, d *nodeDelta) {
 	if d.ID == c.id || d.ID == "" {
 		return
 	}

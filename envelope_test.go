@@ -53,8 +53,8 @@ func TestEnvelopeFormat(t *testing.T) {
 	sealed := synTo(t, a, plainCore)
 	plain := synTo(t, plainCore, a)
 
-	if sealed[0] != 0xc1 || sealed[1] != 3 {
-		t.Fatalf("envelope opens with % x, want c1 03", sealed[:2])
+	if sealed[0] != 0xc1 || sealed[1] != 4 {
+		t.Fatalf("envelope opens with % x, want c1 04", sealed[:2])
 	}
 	if len(sealed) != len(plain)+34 {
 		t.Fatalf("envelope of %d bytes for a message of %d, want +34", len(sealed), len(plain))
@@ -73,7 +73,7 @@ func TestEnvelopeFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	nonce := append(make([]byte, 4), counter...)
-	got, err := gcm.Open(nil, nonce, sealed[18:], []byte("SB\x03default"))
+	got, err := gcm.Open(nil, nonce, sealed[18:], []byte("SB\x04default"))
 	if err != nil {
 		t.Fatalf("a second implementation cannot open the envelope: %v", err)
 	}

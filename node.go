@@ -253,6 +253,7 @@ func (n *Node) exchange(addr string) (string, error) {
 	}
 	theirs, err := readFrame(conn, maxStreamSize)
 	if err != nil {
+		n.countFrame(err)
 		return "", err
 	}
 	var id string
@@ -267,6 +268,7 @@ func (n *Node) serveStream(conn net.Conn) {
 	theirs, err := readFrame(conn, maxStreamSize)
 	if err != nil {
 		n.log.Debug("bad stream", "from", conn.RemoteAddr(), "err", err)
+		n.countFrame(err)
 		return
 	}
 	var id string
@@ -568,5 +570,18 @@ func (q *eventQueue) pop() ([]Event, bool) {
 			return nil, false
 		}
 		<-q.ready
+	}
+}
+
+// countFrame counts a stream frame refused before it reached the core: one
+// that declared more than a stream may carry is counted as
+// stream_too_large (a stream cut short is the connection's failure, not
+// the peer's message, and is not counted).
+func (n *Node) countFrame(err error) {
+	if errors.Is(err, errTooLarge) {
+		_ = n.do(func(c *Core, _ time.Time) error {
+			c.stats.Dropped["stream_"+dropReason(err)]++
+			return nil
+		})
 	}
 }
