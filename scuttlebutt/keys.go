@@ -250,7 +250,11 @@ func (s *server) handleKeyInstall(w http.ResponseWriter, r *http.Request) {
 	}
 	fp := scuttlebutt.Fingerprint(key)
 	if err := s.keys.change("install "+fp, func() error { return s.keys.kr.Install(key) }); err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		status := http.StatusInternalServerError
+		if errors.Is(err, scuttlebutt.ErrKeyringFull) {
+			status = http.StatusConflict // the keyring's bound (scuttlebutt.MaxKeys)
+		}
+		writeError(w, status, err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"installed": fp, "keys": s.keys.list()})

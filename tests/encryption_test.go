@@ -391,7 +391,7 @@ func TestKeyRotationUnderTraffic(t *testing.T) {
 }
 
 // sealEnvelope seals a message as docs/protocol.md §9 describes it, for a
-// made-up session.
+// made-up session: marker, version, the key's hint, session, counter.
 func sealEnvelope(key, plain []byte, cluster string) []byte {
 	session := make([]byte, 8)
 	if _, err := rand.Read(session); err != nil {
@@ -410,8 +410,11 @@ func sealEnvelope(key, plain []byte, cluster string) []byte {
 		panic(err)
 	}
 	counter := []byte{0, 0, 0, 0, 0, 0, 0, 1}
-	out := append(append([]byte{0xc1, 0x04}, session...), counter...)
-	return gcm.Seal(out, append(make([]byte, 4), counter...), plain, append([]byte("SB\x04"), cluster...))
+	sum := sha256.Sum256(append([]byte("scuttlebutt key hint "), key...))
+	hint := sum[:4]
+	out := append(append(append([]byte{0xc1, 0x04}, hint...), session...), counter...)
+	aad := append(append([]byte("SB\x04"), hint...), cluster...)
+	return gcm.Seal(out, append(make([]byte, 4), counter...), plain, aad)
 }
 
 // The forged datagrams of TestEncryptedClusterRefusesOutsiders are valid:
