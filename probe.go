@@ -78,6 +78,31 @@ type probeRound struct {
 	started time.Time
 	helpers []*peerState
 	nacked  uint8 // bit i: helper i could not reach the suspect either
+	// deferUntil, once confirmed, is when this monitor publishes its
+	// verdict if no other monitor's came first.
+	deferUntil time.Time
+}
+
+// rank tells how many monitors of p come before this node: the live nodes
+// between p and this node on the ring, less those it suspects (they are
+// likely gone as well, as on the far side of a partition).
+func (c *Core) rank(p *peerState) int {
+	n := len(c.ring)
+	i := slices.Index(c.ring, p)
+	if i < 0 {
+		return 0
+	}
+	rank := 0
+	for j := 1; j < n; j++ {
+		q := c.ring[(i+j)%n]
+		if q == c.self {
+			return rank
+		}
+		if c.ringLive(q) && q.probe == nil {
+			rank++
+		}
+	}
+	return 0
 }
 
 // helpReq is a probe made for another node.
@@ -135,12 +160,12 @@ func (c *Core) endProbe(p *peerState) {
 }
 
 // pickHelpers chooses up to probeHelpers helpers for a suspicion of p:
-// live peers with an address, heard from within a detection time, not
+// live peers with an address, heard from within unheardGrace, not
 // themselves suspected here; the suspect's other monitors (as this node
 // sees the ring) only if too few others qualify.
 func (c *Core) pickHelpers(p *peerState) []*peerState {
 	var first, second []*peerState
-	recent := c.isolateAfter()
+	recent := c.unheardGrace()
 	fellows := c.fellowMonitors(p)
 	for _, h := range c.order {
 		if h == c.self || h == p || h.status != StatusAlive || h.addr == "" || h.probe != nil {
@@ -186,23 +211,36 @@ func (c *Core) fellowMonitors(p *peerState) []*peerState {
 	return out
 }
 
-// judgeProbe decides a suspicion at the end of its window: a verdict if
-// every path was silent and a helper confirmed it, another round of
-// probes if no one could confirm anything. Before the end, it sends the
-// probe and the requests again.
+// judgeProbe decides a suspicion at the end of its window, or once every
+// helper has nacked: a verdict if every path was silent and a helper
+// confirmed it, another round of probes if no one could confirm anything.
+// Before that, it sends the probe and the requests again.
 func (c *Core) judgeProbe(now time.Time, p *peerState) {
 	r := p.probe
-	if now.Sub(r.started) < c.probeWindow() {
+	allNacked := len(r.helpers) > 0 && int(r.nacked) == 1<<len(r.helpers)-1
+	if now.Sub(r.started) < c.probeWindow() && !allNacked {
 		// Again: probes and requests get lost.
 		c.send(p.addr, c.probeMsg(msgProbe, r.nonce))
 		c.askHelpers(p)
 		return
 	}
-	c.endProbe(p)
 	if r.nacked != 0 || len(r.helpers) == 0 {
+		// Confirmed. The suspect's first monitor publishes at once; the
+		// others give its verdict two rounds a rank to arrive, so that
+		// a death makes one verdict to spread, not three.
+		if r.deferUntil.IsZero() {
+			if rank := c.rank(p); rank > 0 {
+				r.deferUntil = now.Add(time.Duration(2*rank) * c.cfg.GossipInterval)
+			}
+		}
+		if now.Before(r.deferUntil) {
+			return
+		}
+		c.endProbe(p)
 		c.convict(now, p)
 		return
 	}
+	c.endProbe(p)
 	c.stats.Inconclusive++
 	c.suspect(now, p) // no one confirmed: ask again, other helpers
 }
