@@ -133,8 +133,14 @@ func (c *Core) applyEntries(now time.Time, d *nodeDelta) {
 	if d.ID == c.id || d.ID == "" {
 		return
 	}
-	if r, ok := c.removed[d.ID]; ok && d.Gen <= r.gen {
-		return
+	if r, ok := c.removed[d.ID]; ok {
+		// Removed here: only a node really back is taken, a higher
+		// generation or the same with a higher version (a refutation),
+		// as for a digest entry (isRemoved).
+		if d.Gen < r.gen || d.Gen == r.gen && d.MaxVersion <= r.version {
+			return
+		}
+		delete(c.removed, d.ID)
 	}
 	p := c.peers[d.ID]
 	switch {

@@ -752,3 +752,33 @@ func TestStaleResetsAndDeltasDoNotGoBack(t *testing.T) {
 		}
 	}
 }
+
+// A removed node is remembered by (generation, version): a delta of the
+// same incarnation at a version no higher is a lagging peer's copy and is
+// ignored; the same generation at a higher version (the node refuted its
+// death) or a higher generation is the node really back, as for a digest
+// entry (docs/protocol.md §6 and §7 agree).
+func TestRemovedNodeBackOnlyWithNewerState(t *testing.T) {
+	a := newTestCore(t, "a", nil)
+	a.removed["x"] = removal{gen: 3, version: 5, until: t0.Add(time.Hour)}
+	delta := func(gen, version uint64) *nodeDelta {
+		d := &nodeDelta{ID: "x", Gen: gen, MaxVersion: version}
+		for v := uint64(1); v <= version; v++ {
+			d.Entries = append(d.Entries, wireEntry{Key: fmt.Sprint("k", v), Value: "v", Version: v})
+		}
+		return d
+	}
+	for _, old := range []*nodeDelta{delta(3, 5), delta(3, 4), delta(2, 9)} {
+		a.applyDelta(t0, old)
+		if _, ok := a.NodeInfo("x", t0); ok {
+			t.Fatalf("a delta of generation %d version %d brought the removed x back", old.Gen, old.MaxVersion)
+		}
+	}
+	if a.isRemoved(digestEntry{ID: "x", Gen: 3, MaxVersion: 5}) != true {
+		t.Fatal("the removal was forgotten by the refused deltas")
+	}
+	a.applyDelta(t0, delta(3, 6))
+	if info, ok := a.NodeInfo("x", t0); !ok || info.Status != StatusAlive || info.Version != 6 {
+		t.Fatalf("x at generation 3 version 6 after its removal at version 5: %+v, %v", info, ok)
+	}
+}

@@ -341,6 +341,22 @@ func (n *Node) Stats() Stats {
 	return n.core.Stats()
 }
 
+// Monitors returns the IDs of the nodes that monitor this one: those it
+// sends its heartbeats to (docs/design.md, "Lean gossip").
+func (n *Node) Monitors() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.core.Monitors()
+}
+
+// Watched returns the IDs of the nodes this one monitors: it judges their
+// heartbeats, and suspects and probes them when they fall silent.
+func (n *Node) Watched() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.core.Watched()
+}
+
 // Leave tells the cluster this node is leaving, waits until Fanout peers
 // (or every live peer, if fewer) hold the news or ctx ends, then closes the
 // node. Peers mark it left within a few rounds instead of waiting for the

@@ -1,6 +1,9 @@
 package tests
 
 import (
+	"encoding/json"
+	"fmt"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -38,6 +41,9 @@ var faultScenarios = []struct {
 	{name: "delay", run: delayScenario, netem: true},
 	{name: "one-way-mute", run: muteScenario},
 	{name: "one-way-deaf", run: deafScenario},
+	{name: "one-way-cut-to-monitor", run: func(t *testing.T, c *labCluster) { oneWayCutScenario(t, c, true, true) }},
+	{name: "one-way-cut-from-monitor", run: func(t *testing.T, c *labCluster) { oneWayCutScenario(t, c, true, false) }},
+	{name: "one-way-cut", run: func(t *testing.T, c *labCluster) { oneWayCutScenario(t, c, false, true) }},
 	{name: "pause", run: pauseScenario},
 	{name: "pause-past-detection", run: longPauseScenario},
 	{name: "kill-restart", run: killScenario},
@@ -352,6 +358,79 @@ func rollingScenario(t *testing.T, c *labCluster) {
 	if len(deaths) > 0 {
 		t.Errorf("nodes declared dead during a rolling restart (each left gracefully): %+v", deaths)
 	}
+}
+
+// oneWayCutScenario cuts a single link one way for 60 s while writes
+// flow: with monitor, between h2 and one of its monitors (found through
+// the API, GET /v1/monitoring), h2's packets to it lost (toMonitor) or
+// its packets to h2; otherwise between two hosts neither of which
+// monitors the other. Not one host is declared dead by anyone: the
+// monitor that stops hearing its node suspects it, and helpers reach it.
+// Afterwards all are converged.
+func oneWayCutScenario(t *testing.T, c *labCluster, monitor, toMonitor bool) {
+	from, to := 2, 0
+	if monitor {
+		ms := c.monitoring(from).Monitors
+		if len(ms) == 0 {
+			t.Fatalf("h%d reports no monitor", from)
+		}
+		fmt.Sscanf(ms[0], "h%d", &to)
+		if !toMonitor {
+			from, to = to, from
+		}
+	} else {
+		for a := 1; a <= faultHosts && to == 0; a++ {
+			for b := 1; b <= faultHosts; b++ {
+				ma, mb := c.monitoring(a), c.monitoring(b)
+				if a != b && !slices.Contains(ma.Monitors, fmt.Sprintf("h%d", b)) && !slices.Contains(mb.Monitors, fmt.Sprintf("h%d", a)) {
+					from, to = a, b
+					break
+				}
+			}
+		}
+		if to == 0 {
+			t.Skip("every pair of hosts shares a monitoring link")
+		}
+	}
+	d := time.Minute
+	w := c.startWriter()
+	t0 := time.Now()
+	c.lab.deafTo(to, from) // to no longer hears from; from still hears to
+	hold(d)
+	w.stop()
+	dropped := c.droppedBy([]int{to})
+	c.lab.healAll()
+	conv := c.awaitConverged(c.all(), healWithin)
+	deaths := c.deaths(t0, c.all(), c.all())
+	what := "between hosts that do not monitor each other"
+	if monitor {
+		what = fmt.Sprintf("h%d to its monitor h%d", from, to)
+		if !toMonitor {
+			what = fmt.Sprintf("the monitor h%d to h%d", from, to)
+		}
+	}
+	c.figures("one-way cut of h%d to h%d (%s) for %v, writes flowing (%d packets dropped): deaths %d; converged %v after the cut healed",
+		from, to, what, d, dropped, len(deaths), conv.Round(time.Millisecond))
+	if len(deaths) > 0 {
+		t.Errorf("one-way cut of a single link: %d non-alive observations: %+v", len(deaths), deaths)
+	}
+}
+
+// monitoringView is an agent's GET /v1/monitoring.
+type monitoringView struct {
+	Monitors, Watched []string
+}
+
+// monitoring returns whom host h sends its heartbeats to and whom it
+// judges, as its API says.
+func (c *labCluster) monitoring(h int) monitoringView {
+	c.t.Helper()
+	code, body, err := c.agent(h).request("GET", "/v1/monitoring", "")
+	var v monitoringView
+	if err != nil || code != 200 || json.Unmarshal(body, &v) != nil {
+		c.t.Fatalf("h%d: GET /v1/monitoring: %d %s %v", h, code, body, err)
+	}
+	return v
 }
 
 // lastAt returns the time of the last event of es.
