@@ -14,7 +14,11 @@ type monitoringNode interface {
 // a fault can be aimed at a monitoring link.
 func (s *server) handleMonitoring(w http.ResponseWriter, r *http.Request) {
 	out := map[string][]string{"monitors": {}, "watched": {}}
-	if m, ok := s.node.(monitoringNode); ok {
+	var node any = s.node
+	if p, ok := node.(*localPublisher); ok {
+		node = p.clusterNode // the agent's node behind its publisher
+	}
+	if m, ok := node.(monitoringNode); ok {
 		out["monitors"], out["watched"] = m.Monitors(), m.Watched()
 	}
 	writeJSON(w, http.StatusOK, out)
