@@ -69,20 +69,21 @@ type Core struct {
 	sum uint64 // the summary: XOR of every node's term (summary.go)
 
 	// Monitoring (monitor.go).
-	ring        []*peerState       // alive nodes and this one, by ringKey
-	ringDirty   bool               // ring, monitors and watched need recomputing
-	monitors    []*peerState       // whom this node pings: its successors
-	watched     []*peerState       // whom this node judges: its predecessors
-	pending     map[string]verdict // verdicts on nodes not known yet
-	lastInbound time.Time          // the last valid message from a peer
-	lastTick    time.Time
-	isolated    bool // heard no one for isolateAfter
-	resyncing   bool // no longer isolated, not yet in sync
-	refutations uint64
-	probes      map[uint64]*peerState // suspicions in progress, by nonce (probe.go)
-	helping     []helpReq             // probes made for others
-	alarmUntil  time.Time             // suspecting lately: probe the newly watched at once
-	antiEntropy bool                  // the next Syn carries a rotation of the digest
+	ring         []*peerState       // alive nodes and this one, by ringKey
+	ringDirty    bool               // ring, monitors and watched need recomputing
+	monitors     []*peerState       // whom this node pings: its successors
+	watched      []*peerState       // whom this node judges: its predecessors
+	pending      map[string]verdict // verdicts on nodes not known yet
+	lastInbound  time.Time          // the last valid message from a peer
+	lastTick     time.Time
+	isolated     bool // heard no one for isolateAfter
+	resyncing    bool // no longer isolated, not yet in sync
+	refutations  uint64
+	refutedRound uint64                // the round of the last refutation
+	probes       map[uint64]*peerState // suspicions in progress, by nonce (probe.go)
+	helping      []helpReq             // probes made for others
+	alarmUntil   time.Time             // suspecting lately: probe the newly watched at once
+	antiEntropy  bool                  // the next Syn carries a rotation of the digest
 
 	stateBytes int             // entrySize over every node's keys (limits.go)
 	limitsHit  map[string]bool // limits already reported by an EventLimit
@@ -599,7 +600,12 @@ func (c *Core) onSyn(now time.Time, addr string, m *message) {
 	reqs = c.wantedBy(reqs, m.Wants)
 	reply := message{Type: msgSynAck, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
 	if !agree {
-		reply.Summary = 1
+		reply.Summary |= summaryDiffer
+	}
+	if p := c.peers[m.From]; p != nil && p.gen == m.Gen && p.deadMark() != 0 {
+		// It is dead here by a verdict, and talks: it should refute
+		// at once rather than wait for the verdict to reach it.
+		reply.Summary |= summaryDeadHere
 	}
 	budget := c.maxPlain - messageHeaderSize(msgSynAck, reply.Cluster, reply.From, reply.Gen)
 	reply.Wants, budget = fitEntries(wants, budget-maxArrayHeader, budget/4)
@@ -633,7 +639,7 @@ func (c *Core) onSyn(now time.Time, addr string, m *message) {
 	}
 	if agree {
 		c.resynced(now)
-		if len(reply.Deltas) == 0 && len(reply.Wants) == 0 && len(reply.Digest) == 0 {
+		if len(reply.Deltas) == 0 && len(reply.Wants) == 0 && len(reply.Digest) == 0 && reply.Summary == 0 {
 			return
 		}
 	}
@@ -693,7 +699,10 @@ func (c *Core) onSynAck(now time.Time, addr string, m *message) {
 			wants = append(wants, w)
 		}
 	}
-	if m.Summary != 0 && !explained {
+	if m.Summary&summaryDeadHere != 0 {
+		c.refuteHint(now)
+	}
+	if m.Summary&summaryDiffer != 0 && !explained {
 		c.antiEntropy = true
 	}
 	if len(reqs) == 0 && len(wants) == 0 {

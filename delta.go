@@ -181,7 +181,11 @@ func (c *Core) applyEntries(now time.Time, d *nodeDelta) {
 		p.status = 0
 		c.setStatus(now, p, c.statusOf(p))
 		c.takePending(now, p)
-	case d.Reset && p.maxVersion < d.LastGC && p.lastGC < d.LastGC:
+	case (d.Reset || d.FromVersion == 0) && p.maxVersion < d.LastGC && p.lastGC < d.LastGC:
+		// A whole state (a reset, or all entries from the start: the
+		// answer to a want sent before this node knew X) newer than the
+		// tombstones this copy may lack: applied on top, it would keep a
+		// key whose deletion was collected. It replaces the copy.
 		if limit, ok := c.fitsWhole(d, p.bytes); !ok {
 			c.refuse(limit, d.ID)
 			return

@@ -286,9 +286,7 @@ func (c *Core) verdictArrived(now time.Time, target, value string) {
 func (c *Core) applyVerdict(now time.Time, target string, v verdict) {
 	if target == c.id {
 		if v.gen == c.self.gen && v.version >= c.self.maxVersion && c.leaving == 0 {
-			c.refutations++
-			c.stats.Refutations++
-			c.setLocal(now, keyAlive, strconv.FormatUint(c.refutations, 10), false)
+			c.refute(now)
 		}
 		return
 	}
@@ -333,4 +331,31 @@ func (c *Core) withdrawVerdicts(now time.Time) {
 	if len(c.pending) > len(c.peers) {
 		clear(c.pending) // verdicts on nodes that never came
 	}
+}
+
+// Flags of a SynAck's summary field.
+const (
+	summaryDiffer   = 1 // the Syn's summary differed from the receiver's
+	summaryDeadHere = 2 // the receiver holds the sender dead by a verdict
+)
+
+// refute raises :alive, whose new version revives this node wherever it
+// arrives.
+func (c *Core) refute(now time.Time) {
+	c.refutations++
+	c.stats.Refutations++
+	c.refutedRound = c.round
+	c.setLocal(now, keyAlive, strconv.FormatUint(c.refutations, 10), false)
+}
+
+// refuteHint takes a peer's word that it holds this node dead by a
+// verdict (a SynAck's summaryDeadHere): it refutes at once, unless it is
+// leaving or refuted in the last hotRounds (that refutation is still
+// spreading). After a partition heals, each side learns so at its first
+// exchange across, not when the verdicts on it reach it by rotation.
+func (c *Core) refuteHint(now time.Time) {
+	if c.leaving != 0 || c.refutations > 0 && c.round-c.refutedRound <= hotRounds {
+		return
+	}
+	c.refute(now)
 }
