@@ -602,11 +602,6 @@ func (c *Core) onSyn(now time.Time, addr string, m *message) {
 	if !agree {
 		reply.Summary |= summaryDiffer
 	}
-	if p := c.peers[m.From]; p != nil && p.gen == m.Gen && p.deadMark() != 0 {
-		// It is dead here by a verdict, and talks: it should refute
-		// at once rather than wait for the verdict to reach it.
-		reply.Summary |= summaryDeadHere
-	}
 	budget := c.maxPlain - messageHeaderSize(msgSynAck, reply.Cluster, reply.From, reply.Gen)
 	reply.Wants, budget = fitEntries(wants, budget-maxArrayHeader, budget/4)
 	reserve := 0
@@ -639,7 +634,7 @@ func (c *Core) onSyn(now time.Time, addr string, m *message) {
 	}
 	if agree {
 		c.resynced(now)
-		if len(reply.Deltas) == 0 && len(reply.Wants) == 0 && len(reply.Digest) == 0 && reply.Summary == 0 {
+		if len(reply.Deltas) == 0 && len(reply.Wants) == 0 && len(reply.Digest) == 0 {
 			return
 		}
 	}
@@ -698,9 +693,6 @@ func (c *Core) onSynAck(now time.Time, addr string, m *message) {
 			explained = true
 			wants = append(wants, w)
 		}
-	}
-	if m.Summary&summaryDeadHere != 0 {
-		c.refuteHint(now)
 	}
 	if m.Summary&summaryDiffer != 0 && !explained {
 		c.antiEntropy = true

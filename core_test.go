@@ -532,39 +532,3 @@ func ping(t testing.TB, now time.Time, to, from *Core) {
 		t.Fatal(err)
 	}
 }
-
-// A node that holds a peer dead by a verdict and gets a Syn from it says so
-// in its SynAck (summary bit 2): the peer refutes at once, rather than when
-// the verdict reaches it (after a partition, by rotation: seconds at 1,000
-// nodes). Once, while its refutation spreads.
-func TestDeadHereHintRefutes(t *testing.T) {
-	a := newTestCore(t, "a", nil)
-	b := newTestCore(t, "b", nil)
-	joinCores(t, t0, a, b)
-	_, v, _ := a.Version("b")
-	a.applyVerdict(t0, "b", verdict{gen: 1, version: v})
-	a.Ready()
-	if info, _ := a.NodeInfo("b", t0); info.Status != StatusDead {
-		t.Fatalf("b is %v at a, want dead", info.Status)
-	}
-	replies := step(t, t0, a, b, synTo(t, b, a))
-	if len(replies) != 1 || decoded(t, replies[0]).Summary&summaryDeadHere == 0 {
-		t.Fatalf("a's answer to the dead b's Syn: %d datagrams, no dead-here flag", len(replies))
-	}
-	step(t, t0, b, a, replies[0])
-	if got := b.Stats().Refutations; got != 1 {
-		t.Fatalf("b refuted %d times, want 1", got)
-	}
-	// Again at once: the refutation is still spreading; no second one.
-	for _, r := range step(t, t0, a, b, synTo(t, b, a)) {
-		step(t, t0, b, a, r)
-	}
-	if got := b.Stats().Refutations; got != 1 {
-		t.Fatalf("b refuted %d times after a second hint, want 1", got)
-	}
-	// Its new version revives it at a.
-	exchange(t, t0, b, a)
-	if info, _ := a.NodeInfo("b", t0); info.Status != StatusAlive {
-		t.Fatalf("b is %v at a after its refutation, want alive", info.Status)
-	}
-}

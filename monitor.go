@@ -333,29 +333,14 @@ func (c *Core) withdrawVerdicts(now time.Time) {
 	}
 }
 
-// Flags of a SynAck's summary field.
-const (
-	summaryDiffer   = 1 // the Syn's summary differed from the receiver's
-	summaryDeadHere = 2 // the receiver holds the sender dead by a verdict
-)
+// summaryDiffer, in a SynAck's summary field, says the Syn's summary
+// differed from the receiver's.
+const summaryDiffer = 1
 
 // refute raises :alive, whose new version revives this node wherever it
 // arrives.
 func (c *Core) refute(now time.Time) {
 	c.refutations++
 	c.stats.Refutations++
-	c.refutedRound = c.round
 	c.setLocal(now, keyAlive, strconv.FormatUint(c.refutations, 10), false)
-}
-
-// refuteHint takes a peer's word that it holds this node dead by a
-// verdict (a SynAck's summaryDeadHere): it refutes at once, unless it is
-// leaving or refuted in the last hotRounds (that refutation is still
-// spreading). After a partition heals, each side learns so at its first
-// exchange across, not when the verdicts on it reach it by rotation.
-func (c *Core) refuteHint(now time.Time) {
-	if c.leaving != 0 || c.refutations > 0 && c.round-c.refutedRound <= hotRounds {
-		return
-	}
-	c.refute(now)
 }
