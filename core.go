@@ -69,21 +69,20 @@ type Core struct {
 	sum uint64 // the summary: XOR of every node's term (summary.go)
 
 	// Monitoring (monitor.go).
-	ring         []*peerState       // alive nodes and this one, by ringKey
-	ringDirty    bool               // ring, monitors and watched need recomputing
-	monitors     []*peerState       // whom this node pings: its successors
-	watched      []*peerState       // whom this node judges: its predecessors
-	pending      map[string]verdict // verdicts on nodes not known yet
-	lastInbound  time.Time          // the last valid message from a peer
-	lastTick     time.Time
-	isolated     bool // heard no one for isolateAfter
-	resyncing    bool // no longer isolated, not yet in sync
-	refutations  uint64
-	refutedRound uint64                // the round of the last refutation
-	probes       map[uint64]*peerState // suspicions in progress, by nonce (probe.go)
-	helping      []helpReq             // probes made for others
-	alarmUntil   time.Time             // suspecting lately: probe the newly watched at once
-	antiEntropy  bool                  // the next Syn carries a rotation of the digest
+	ring        []*peerState       // alive nodes and this one, by ringKey
+	ringDirty   bool               // ring, monitors and watched need recomputing
+	monitors    []*peerState       // whom this node pings: its successors
+	watched     []*peerState       // whom this node judges: its predecessors
+	pending     map[string]verdict // verdicts on nodes not known yet
+	lastInbound time.Time          // the last valid message from a peer
+	lastTick    time.Time
+	isolated    bool // heard no one for isolateAfter
+	resyncing   bool // no longer isolated, not yet in sync
+	refutations uint64
+	probes      map[uint64]*peerState // suspicions in progress, by nonce (probe.go)
+	helping     []helpReq             // probes made for others
+	alarmUntil  time.Time             // suspecting lately: probe the newly watched at once
+	antiEntropy bool                  // the next Syn carries a rotation of the digest
 
 	stateBytes int             // entrySize over every node's keys (limits.go)
 	limitsHit  map[string]bool // limits already reported by an EventLimit

@@ -78,31 +78,6 @@ type probeRound struct {
 	started time.Time
 	helpers []*peerState
 	nacked  uint8 // bit i: helper i could not reach the suspect either
-	// deferUntil, once confirmed, is when this monitor publishes its
-	// verdict if no other monitor's came first.
-	deferUntil time.Time
-}
-
-// rank tells how many monitors of p come before this node: the live nodes
-// between p and this node on the ring, less those it suspects (they are
-// likely gone as well, as on the far side of a partition).
-func (c *Core) rank(p *peerState) int {
-	n := len(c.ring)
-	i := slices.Index(c.ring, p)
-	if i < 0 {
-		return 0
-	}
-	rank := 0
-	for j := 1; j < n; j++ {
-		q := c.ring[(i+j)%n]
-		if q == c.self {
-			return rank
-		}
-		if c.ringLive(q) && q.probe == nil {
-			rank++
-		}
-	}
-	return 0
 }
 
 // helpReq is a probe made for another node.
@@ -224,23 +199,11 @@ func (c *Core) judgeProbe(now time.Time, p *peerState) {
 		c.askHelpers(p)
 		return
 	}
+	c.endProbe(p)
 	if r.nacked != 0 || len(r.helpers) == 0 {
-		// Confirmed. The suspect's first monitor publishes at once; the
-		// others give its verdict two rounds a rank to arrive, so that
-		// a death makes one verdict to spread, not three.
-		if r.deferUntil.IsZero() {
-			if rank := c.rank(p); rank > 0 {
-				r.deferUntil = now.Add(time.Duration(2*rank) * c.cfg.GossipInterval)
-			}
-		}
-		if now.Before(r.deferUntil) {
-			return
-		}
-		c.endProbe(p)
 		c.convict(now, p)
 		return
 	}
-	c.endProbe(p)
 	c.stats.Inconclusive++
 	c.suspect(now, p) // no one confirmed: ask again, other helpers
 }
