@@ -301,3 +301,36 @@ func TestProtocolDocExample(t *testing.T) {
 		t.Fatalf("encoded\n%s\nwant (docs/protocol.md)\n%s", got, want)
 	}
 }
+
+// The cost of encoding and decoding a full datagram (a Syn whose digest
+// fills 1,400 bytes):
+//
+//	go test -run '^$' -bench Codec -benchmem .
+func BenchmarkCodec(b *testing.B) {
+	m := &message{Type: msgSyn, Cluster: "default", From: "node-1", Gen: 1700000000000000000, Summary: math.MaxUint64 / 3}
+	for i := 0; m.size() < 1350; i++ {
+		m.Digest = append(m.Digest, digestEntry{ID: fmt.Sprintf("node-%d", i), Gen: 1700000000000000000 + uint64(i), MaxVersion: uint64(100 + i), LastGC: 7})
+	}
+	var buf bytes.Buffer
+	data, err := m.encode(&buf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			buf.Reset()
+			if _, err := m.encode(&buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeMessage(data, 1400, "default"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
