@@ -532,3 +532,49 @@ func ping(t testing.TB, now time.Time, to, from *Core) {
 		t.Fatal(err)
 	}
 }
+
+// A helper asked to probe a suspect nacks at once what it holds dead by a
+// verdict or does not know, and probes what it holds alive, or dead only
+// in its own view (it was isolated: that says nothing of the suspect).
+func TestHelperNacksOnlyWhatItCannotReach(t *testing.T) {
+	h := newTestCore(t, "h", nil)
+	s := newTestCore(t, "s", nil)
+	joinCores(t, t0, h, s)
+	req := func(target string) *message {
+		t.Helper()
+		var buf bytes.Buffer
+		b, err := (&message{Type: msgPingReq, Cluster: "default", From: "m", Summary: 77,
+			Digest: []digestEntry{{ID: target, Gen: 1}}}).encode(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Step(t0, "addr-m", b); err != nil {
+			t.Fatal(err)
+		}
+		msgs := h.Ready().Messages
+		if len(msgs) != 1 {
+			t.Fatalf("%d datagrams for a PingReq about %s", len(msgs), target)
+		}
+		m := decoded(t, msgs[0].Data)
+		m.Digest = []digestEntry{{ID: msgs[0].To}} // where it went
+		return m
+	}
+	if m := req("nobody"); m.Type != msgProbeNack || m.Summary != 77 || m.Digest[0].ID != "addr-m" {
+		t.Fatalf("an unknown suspect: %v %d to %s, want a nack of 77 to addr-m", m.Type, m.Summary, m.Digest[0].ID)
+	}
+	if m := req("s"); m.Type != msgProbe || m.Digest[0].ID != "addr-s" {
+		t.Fatalf("an alive suspect: %v to %s, want a probe to addr-s", m.Type, m.Digest[0].ID)
+	}
+	p := h.peers["s"]
+	p.deadBy = causeIsolation
+	h.setStatus(t0, p, StatusDead)
+	h.helping = nil
+	if m := req("s"); m.Type != msgProbe {
+		t.Fatalf("a suspect dead only by the helper's isolation: %v, want a probe", m.Type)
+	}
+	p.deadBy = causeVerdict
+	h.helping = nil
+	if m := req("s"); m.Type != msgProbeNack {
+		t.Fatalf("a suspect dead by a verdict: %v, want a nack", m.Type)
+	}
+}

@@ -237,9 +237,10 @@ func (c *Core) onPingReq(now time.Time, addr string, m *message) {
 		return
 	}
 	p := c.peers[target]
-	if p == nil || p.addr == "" || p.status != StatusAlive {
-		// Unknown here, removed, or held dead or left: this node cannot
-		// reach it either.
+	if p == nil || p.addr == "" || p.status == StatusLeft || p.status == StatusDead && p.deadBy == causeVerdict {
+		// Unknown here, removed, left, or dead by a verdict: this node
+		// cannot reach it either. (Dead only because this node was
+		// isolated says nothing of the suspect: it is probed.)
 		c.send(addr, c.probeMsg(msgProbeNack, m.Summary))
 		return
 	}
