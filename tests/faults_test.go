@@ -3,7 +3,9 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -16,8 +18,18 @@ import (
 //
 // Every bound below is the worst case allowed on a loaded 2-core machine
 // with -race in other packages; the figures logged are what to watch.
+// faultHosts is how many hosts each scenario starts: 8, or FAULTS_HOSTS
+// (at least 4; the issue asks for partitions at 8 and 12).
+var faultHosts = faultsHosts()
+
+func faultsHosts() int {
+	if n, err := strconv.Atoi(os.Getenv("FAULTS_HOSTS")); err == nil && n >= 4 {
+		return n
+	}
+	return 8
+}
+
 const (
-	faultHosts = 8
 	// detectWithin bounds how long every node takes to declare a silent
 	// node dead (LAN preset: 200 ms rounds; a few seconds when quiet).
 	detectWithin = 20 * time.Second
