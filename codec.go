@@ -2,17 +2,22 @@ package scuttlebutt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Every message is one msgpack array; see docs/protocol.md. The size
 // functions below give the exact encoded size of each part, so messages are
 // built against the byte budget without encoding twice; TestSizesMatchEncoding
 // holds them to the encoder.
+//
+// The codec is written by hand on the bytes, not with a general msgpack
+// library: the document says exactly which msgpack forms each field takes
+// (unsigned integers, str, arrays, true/false), and anything else (a signed
+// integer, bin for a string, nil for an array, a float) is malformed. A
+// general decoder converts between such forms, and a Syn whose generation
+// is -1 would wrap to 2^64-1.
 
 const messageFields = 10
 
@@ -103,7 +108,7 @@ func (e *wireEntry) size() int {
 // headerSize is the size of a delta without its entries' contents.
 func (d *nodeDelta) headerSize() int {
 	return 1 + strSize(d.ID) + uintSize(d.Gen) + 1 + uintSize(d.FromVersion) +
-		uintSize(d.MaxVersion) + uintSize(d.LastGC) + arrayHeaderSize(len(d.Entries))
+		uintSize(d.MaxVersion) + uintSize(d.LastGC) + uintSize(d.Dead) + arrayHeaderSize(len(d.Entries))
 }
 
 func (d *nodeDelta) size() int {
@@ -139,93 +144,119 @@ func (m *message) size() int {
 // encode appends the message to buf's contents and returns the bytes.
 func (m *message) encode(buf *bytes.Buffer) ([]byte, error) {
 	buf.Grow(m.size())
-	e := msgpack.NewEncoder(buf)
-	w := &writer{e: e}
-	w.array(messageFields)
-	w.uint(magic)
-	w.uint(protocolVersion)
-	w.uint(uint64(m.Type))
-	w.str(m.Cluster)
-	w.str(m.From)
-	w.uint(m.Gen)
-	w.uint(m.Summary)
-	w.digest(m.Digest)
-	w.digest(m.Wants)
-	w.array(len(m.Deltas))
+	b := buf.AvailableBuffer() // appends below stay in buf's room
+	b = appendArray(b, messageFields)
+	b = appendUint(b, magic)
+	b = appendUint(b, protocolVersion)
+	b = appendUint(b, uint64(m.Type))
+	b = appendStr(b, m.Cluster)
+	b = appendStr(b, m.From)
+	b = appendUint(b, m.Gen)
+	b = appendUint(b, m.Summary)
+	b = appendDigest(b, m.Digest)
+	b = appendDigest(b, m.Wants)
+	b = appendArray(b, len(m.Deltas))
 	for i := range m.Deltas {
 		d := &m.Deltas[i]
-		w.array(7)
-		w.str(d.ID)
-		w.uint(d.Gen)
-		w.bool(d.Reset)
-		w.uint(d.FromVersion)
-		w.uint(d.MaxVersion)
-		w.uint(d.LastGC)
-		w.array(len(d.Entries))
+		b = appendArray(b, deltaFields)
+		b = appendStr(b, d.ID)
+		b = appendUint(b, d.Gen)
+		b = appendBool(b, d.Reset)
+		b = appendUint(b, d.FromVersion)
+		b = appendUint(b, d.MaxVersion)
+		b = appendUint(b, d.LastGC)
+		b = appendUint(b, d.Dead)
+		b = appendArray(b, len(d.Entries))
 		for j := range d.Entries {
 			en := &d.Entries[j]
-			w.array(4)
-			w.str(en.Key)
-			w.str(en.Value)
-			w.uint(en.Version)
-			w.bool(en.Deleted)
+			b = appendArray(b, 4)
+			b = appendStr(b, en.Key)
+			b = appendStr(b, en.Value)
+			b = appendUint(b, en.Version)
+			b = appendBool(b, en.Deleted)
 		}
 	}
-	return buf.Bytes(), w.err
+	buf.Write(b)
+	return buf.Bytes(), nil
 }
 
-// writer keeps the first error of a sequence of writes.
-type writer struct {
-	e   *msgpack.Encoder
-	err error
-}
+// deltaFields is the number of elements of a nodeDelta.
+const deltaFields = 8
 
-func (w *writer) array(n int) {
-	if w.err == nil {
-		w.err = w.e.EncodeArrayLen(n)
+// appendUint appends v as a msgpack unsigned integer in its shortest form.
+func appendUint(b []byte, v uint64) []byte {
+	switch {
+	case v < 128:
+		return append(b, byte(v))
+	case v < 1<<8:
+		return append(b, 0xcc, byte(v))
+	case v < 1<<16:
+		return binary.BigEndian.AppendUint16(append(b, 0xcd), uint16(v))
+	case v < 1<<32:
+		return binary.BigEndian.AppendUint32(append(b, 0xce), uint32(v))
 	}
+	return binary.BigEndian.AppendUint64(append(b, 0xcf), v)
 }
 
-func (w *writer) uint(v uint64) {
-	if w.err == nil {
-		w.err = w.e.EncodeUint(v)
+// appendStr appends s as a msgpack str in its shortest form.
+func appendStr(b []byte, s string) []byte {
+	n := len(s)
+	switch {
+	case n < 32:
+		b = append(b, 0xa0|byte(n))
+	case n < 1<<8:
+		b = append(b, 0xd9, byte(n))
+	case n < 1<<16:
+		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
 	}
+	return append(b, s...)
 }
 
-func (w *writer) str(s string) {
-	if w.err == nil {
-		w.err = w.e.EncodeString(s)
+// appendArray appends a msgpack array header in its shortest form.
+func appendArray(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x90|byte(n))
+	case n < 1<<16:
+		return binary.BigEndian.AppendUint16(append(b, 0xdc), uint16(n))
 	}
+	return binary.BigEndian.AppendUint32(append(b, 0xdd), uint32(n))
 }
 
-func (w *writer) bool(b bool) {
-	if w.err == nil {
-		w.err = w.e.EncodeBool(b)
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 0xc3)
 	}
+	return append(b, 0xc2)
 }
 
-func (w *writer) digest(es []digestEntry) {
-	w.array(len(es))
+func appendDigest(b []byte, es []digestEntry) []byte {
+	b = appendArray(b, len(es))
 	for i := range es {
 		e := &es[i]
-		w.array(4)
-		w.str(e.ID)
-		w.uint(e.Gen)
-		w.uint(e.MaxVersion)
-		w.uint(e.LastGC)
+		b = appendArray(b, 4)
+		b = appendStr(b, e.ID)
+		b = appendUint(b, e.Gen)
+		b = appendUint(b, e.MaxVersion)
+		b = appendUint(b, e.LastGC)
 	}
+	return b
 }
 
 // decodeMessage decodes one message of at most limit bytes. It never
 // panics and never allocates more than the input could hold: every declared
 // length is checked against the bytes left, and slices grow with the
-// elements actually decoded. cluster, if not empty, must match.
+// elements actually decoded. cluster, if not empty, must match. Only the
+// msgpack forms docs/protocol.md names are accepted: unsigned integers
+// (any width), str (any width), arrays and booleans, each where the
+// document puts it; anything else is malformed.
 func decodeMessage(b []byte, limit int, cluster string) (*message, error) {
 	if len(b) > limit {
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", errTooLarge, len(b), limit)
 	}
-	r := &reader{in: b, r: bytes.NewReader(b)}
-	r.d = msgpack.NewDecoder(r.r)
+	r := &reader{in: b}
 	// The version is read before the number of fields is checked: a
 	// message of another version (of another field count) is counted as
 	// such, not as malformed.
@@ -244,7 +275,7 @@ func decodeMessage(b []byte, limit int, cluster string) (*message, error) {
 	}
 	m := &message{}
 	t := r.uint()
-	if r.err == nil && (t < uint64(msgSyn) || t > uint64(msgPing)) {
+	if r.err == nil && (t < uint64(msgSyn) || t > uint64(maxMsgType)) {
 		return nil, fmt.Errorf("%w %d", errBadType, t)
 	}
 	m.Type = msgType(t)
@@ -263,7 +294,7 @@ func decodeMessage(b []byte, limit int, cluster string) (*message, error) {
 	}
 	for i := 0; i < n && r.err == nil; i++ {
 		var d nodeDelta
-		if r.array(1) != 7 {
+		if r.array(1) != deltaFields {
 			r.fail()
 		}
 		d.ID = r.str(MaxIDSize)
@@ -272,6 +303,7 @@ func decodeMessage(b []byte, limit int, cluster string) (*message, error) {
 		d.FromVersion = r.uint()
 		d.MaxVersion = r.uint()
 		d.LastGC = r.uint()
+		d.Dead = r.uint()
 		k := r.array(minEntrySize)
 		if k > 0 {
 			d.Entries = make([]wireEntry, 0, min(k, maxPrealloc))
@@ -287,7 +319,7 @@ func decodeMessage(b []byte, limit int, cluster string) (*message, error) {
 		}
 		m.Deltas = append(m.Deltas, d)
 	}
-	if r.err == nil && r.r.Len() != 0 {
+	if r.err == nil && r.pos != len(r.in) {
 		r.fail()
 	}
 	if r.err != nil {
@@ -303,8 +335,7 @@ func decodeMessage(b []byte, limit int, cluster string) (*message, error) {
 // return zero values.
 type reader struct {
 	in  []byte
-	r   *bytes.Reader
-	d   *msgpack.Decoder
+	pos int
 	err error
 }
 
@@ -314,75 +345,153 @@ func (r *reader) fail() {
 	}
 }
 
+// left is the number of bytes not read yet.
+func (r *reader) left() int { return len(r.in) - r.pos }
+
 // The fewest bytes an element of each array takes (an array header and one
 // byte per field), and the most elements allocated ahead of decoding them:
 // a declared length is a claim, and a stream may be megabytes long, while a
 // decoded element takes ten times its smallest encoding.
 const (
 	minDigestEntrySize = 5
-	minDeltaSize       = 8
+	minDeltaSize       = 9
 	minEntrySize       = 5
 	maxPrealloc        = 64
 )
 
-// array reads an array header of elements of at least minSize bytes each;
-// nil counts as empty. A length whose elements cannot fit in the bytes
-// left is an error.
+// next reads n bytes, or fails.
+func (r *reader) next(n int) []byte {
+	if r.err != nil || n > r.left() {
+		r.fail()
+		return nil
+	}
+	b := r.in[r.pos : r.pos+n]
+	r.pos += n
+	return b
+}
+
+// byte1 reads one byte, or fails.
+func (r *reader) byte1() byte {
+	b := r.next(1)
+	if b == nil {
+		return 0
+	}
+	return b[0]
+}
+
+// length reads the big-endian length of size bytes (1, 2 or 4) that
+// follows a msgpack header byte.
+func (r *reader) length(size int) int {
+	b := r.next(size)
+	switch {
+	case b == nil:
+		return 0
+	case size == 1:
+		return int(b[0])
+	case size == 2:
+		return int(binary.BigEndian.Uint16(b))
+	}
+	return int(binary.BigEndian.Uint32(b))
+}
+
+// array reads an array header (fixarray, array16 or array32) of elements
+// of at least minSize bytes each. A length whose elements cannot fit in
+// the bytes left is an error; so is anything but an array header (nil
+// included).
 func (r *reader) array(minSize int) int {
+	h := r.byte1()
 	if r.err != nil {
 		return 0
 	}
-	n, err := r.d.DecodeArrayLen()
-	if err != nil || n > r.r.Len()/minSize {
+	var n int
+	switch {
+	case h&0xf0 == 0x90:
+		n = int(h & 0x0f)
+	case h == 0xdc:
+		n = r.length(2)
+	case h == 0xdd:
+		n = r.length(4)
+	default:
 		r.fail()
 		return 0
 	}
-	if n < 0 {
+	if r.err != nil || n > r.left()/minSize {
+		r.fail()
 		return 0
 	}
 	return n
 }
 
+// uint reads a msgpack unsigned integer: a positive fixint, uint8, uint16,
+// uint32 or uint64. Signed forms, negative fixints included, are errors.
 func (r *reader) uint() uint64 {
+	h := r.byte1()
 	if r.err != nil {
 		return 0
 	}
-	v, err := r.d.DecodeUint64()
-	if err != nil {
+	switch {
+	case h < 0x80:
+		return uint64(h)
+	case h == 0xcc:
+		if b := r.next(1); b != nil {
+			return uint64(b[0])
+		}
+	case h == 0xcd:
+		if b := r.next(2); b != nil {
+			return uint64(binary.BigEndian.Uint16(b))
+		}
+	case h == 0xce:
+		if b := r.next(4); b != nil {
+			return uint64(binary.BigEndian.Uint32(b))
+		}
+	case h == 0xcf:
+		if b := r.next(8); b != nil {
+			return binary.BigEndian.Uint64(b)
+		}
+	default:
 		r.fail()
 	}
-	return v
+	return 0
 }
 
+// bool reads msgpack true or false.
 func (r *reader) bool() bool {
-	if r.err != nil {
-		return false
-	}
-	v, err := r.d.DecodeBool()
-	if err != nil {
+	switch h := r.byte1(); {
+	case r.err != nil:
+	case h == 0xc3:
+		return true
+	case h != 0xc2:
 		r.fail()
 	}
-	return v
+	return false
 }
 
+// str reads a msgpack str (fixstr, str8, str16 or str32) of at most limit
+// bytes. bin, nil and every other form are errors.
 func (r *reader) str(limit int) string {
+	h := r.byte1()
 	if r.err != nil {
 		return ""
 	}
-	n, err := r.d.DecodeBytesLen()
-	if err != nil || n > limit || n > r.r.Len() {
+	var n int
+	switch {
+	case h&0xe0 == 0xa0:
+		n = int(h & 0x1f)
+	case h == 0xd9:
+		n = r.length(1)
+	case h == 0xda:
+		n = r.length(2)
+	case h == 0xdb:
+		n = r.length(4)
+	default:
 		r.fail()
 		return ""
 	}
-	if n <= 0 {
+	if r.err != nil || n > limit || n > r.left() {
+		r.fail()
 		return ""
 	}
-	pos := len(r.in) - r.r.Len()
-	s := string(r.in[pos : pos+n])
-	if _, err := r.r.Seek(int64(n), io.SeekCurrent); err != nil {
-		r.fail()
-	}
-	return s
+	return string(r.next(n))
 }
 
 func (r *reader) digest() []digestEntry {

@@ -79,7 +79,10 @@ type Core struct {
 	isolated    bool // heard no one for isolateAfter
 	resyncing   bool // no longer isolated, not yet in sync
 	refutations uint64
-	antiEntropy bool // the next Syn carries a rotation of the digest
+	probes      map[uint64]*peerState // suspicions in progress, by nonce (probe.go)
+	helping     []helpReq             // probes made for others
+	alarmUntil  time.Time             // suspecting lately: probe the newly watched at once
+	antiEntropy bool                  // the next Syn carries a rotation of the digest
 
 	stateBytes int             // entrySize over every node's keys (limits.go)
 	limitsHit  map[string]bool // limits already reported by an EventLimit
@@ -126,6 +129,7 @@ func NewCore(cfg *Config, addr string, now time.Time) (*Core, error) {
 		lastGC:   now,
 		aad:      additionalData(full.ClusterID),
 		pending:  make(map[string]verdict),
+		probes:   make(map[uint64]*peerState),
 
 		lastInbound: now,
 		lastTick:    now,
@@ -216,6 +220,9 @@ func (c *Core) removePeer(id string) {
 		p.sum = nil
 	}
 	c.markRing()
+	if p := c.peers[id]; p != nil {
+		c.endProbe(p)
+	}
 	delete(c.peers, id)
 	if i, ok := slices.BinarySearchFunc(c.order, id, byID); ok {
 		c.order = slices.Delete(c.order, i, i+1)
@@ -406,15 +413,28 @@ func (c *Core) targets() []string {
 // removes dead or left peers after RemoveAfter.
 func (c *Core) judge(now time.Time) {
 	c.checkIsolation(now)
+	c.expireHelping(now)
 	for _, p := range c.watched { // convicting marks the ring, does not recompute it
+		if p.status != StatusAlive {
+			continue
+		}
+		if p.probe != nil {
+			c.judgeProbe(now, p)
+			continue
+		}
+		if p.unheard && !now.Before(p.probeAt) {
+			p.unheard = false
+			c.suspect(now, p)
+			continue
+		}
 		// The deadline is a lower bound of the time phi passes the
 		// threshold, renewed at each heartbeat: most peers are judged
 		// by one comparison.
-		if p.status != StatusAlive || !now.After(p.deadline) {
+		if !now.After(p.deadline) {
 			continue
 		}
 		if c.detector.Suspect(p.id, now) {
-			c.convict(now, p)
+			c.suspect(now, p) // convicted only if helpers confirm (probe.go)
 		} else {
 			p.deadline = c.deadline(p.id)
 		}
@@ -520,6 +540,9 @@ func (c *Core) Step(now time.Time, addr string, data []byte) error {
 		return err
 	}
 	c.inbound(now)
+	if p := c.peers[m.From]; p != nil {
+		p.lastMsg = now
+	}
 	switch m.Type {
 	case msgSyn:
 		c.onSyn(now, addr, m)
@@ -529,6 +552,14 @@ func (c *Core) Step(now time.Time, addr string, data []byte) error {
 		c.onAck(now, addr, m)
 	case msgPing:
 		c.onPing(now, m)
+	case msgProbe:
+		c.onProbe(addr, m)
+	case msgProbeAck:
+		c.onProbeAck(now, m)
+	case msgPingReq:
+		c.onPingReq(now, addr, m)
+	case msgProbeNack:
+		c.onProbeNack(m)
 	}
 	return nil
 }
@@ -568,7 +599,7 @@ func (c *Core) onSyn(now time.Time, addr string, m *message) {
 	reqs = c.wantedBy(reqs, m.Wants)
 	reply := message{Type: msgSynAck, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
 	if !agree {
-		reply.Summary = 1
+		reply.Summary |= summaryDiffer
 	}
 	budget := c.maxPlain - messageHeaderSize(msgSynAck, reply.Cluster, reply.From, reply.Gen)
 	reply.Wants, budget = fitEntries(wants, budget-maxArrayHeader, budget/4)
@@ -662,7 +693,7 @@ func (c *Core) onSynAck(now time.Time, addr string, m *message) {
 			wants = append(wants, w)
 		}
 	}
-	if m.Summary != 0 && !explained {
+	if m.Summary&summaryDiffer != 0 && !explained {
 		c.antiEntropy = true
 	}
 	if len(reqs) == 0 && len(wants) == 0 {
@@ -741,7 +772,7 @@ func (c *Core) FullState() ([]byte, error) {
 	m := message{Type: msgFull, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
 	for _, p := range c.order {
 		m.Digest = append(m.Digest, p.digest())
-		d := nodeDelta{ID: p.id, Gen: p.gen, Reset: true, MaxVersion: p.maxVersion, LastGC: p.lastGC}
+		d := nodeDelta{ID: p.id, Gen: p.gen, Reset: true, MaxVersion: p.maxVersion, LastGC: p.lastGC, Dead: p.deadMark()}
 		for _, e := range p.byVersion {
 			d.Entries = append(d.Entries, wireEntry{Key: e.key, Value: e.value, Version: e.version, Deleted: e.deleted})
 		}

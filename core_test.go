@@ -284,7 +284,31 @@ func badDatagrams(t testing.TB, syn []byte) []struct {
 	v2 := []byte{0x99, 0xcd, 0x53, 0x42, 0x02, 0x01, 0xa7, 'd', 'e', 'f', 'a', 'u', 'l', 't', 0xa1, 'b', 0x01,
 		0x91, 0x95, 0xa1, 'b', 0x01, 0x03, 0x02, 0x00, 0x90, 0x90}
 	add("version 2", "bad_version", v2)
-	add("wrong type", "bad_type", rawMessage(t, magic, protocolVersion, 9, "default", "b", 1))
+	// A Syn of version 3, the example of its docs/protocol.md byte for
+	// byte: refused as another version.
+	v3 := []byte{0x9a, 0xcd, 0x53, 0x42, 0x03, 0x01, 0xa7, 'd', 'e', 'f', 'a', 'u', 'l', 't', 0xa1, 'b', 0x07,
+		0xcf, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x91, 0x94, 0xa1, 'b', 0x07, 0x02, 0x00, 0x90, 0x90}
+	add("version 3", "bad_version", v3)
+	// Forms the document does not allow where it says uint, str or array:
+	// each is malformed, never converted.
+	plain := rawMessage(t, magic, protocolVersion, 1, "default", "b", 1) // ... a1 62 01 00 90 90 90
+	at := func(i int, repl ...byte) []byte {
+		return slices.Concat(plain[:i], repl, plain[i+1:])
+	}
+	gen := len(plain) - 5 // the generation, 01
+	add("generation -1 (negative fixint)", "malformed", at(gen, 0xff))
+	add("generation -1 (int8)", "malformed", at(gen, 0xd0, 0xff))
+	add("generation as int64", "malformed", at(gen, 0xd3, 0, 0, 0, 0, 0, 0, 0, 1))
+	add("generation as float", "malformed", at(gen, 0xca, 0x3f, 0x80, 0, 0))
+	add("summary nil", "malformed", at(gen+1, 0xc0))
+	add("digest nil", "malformed", at(gen+2, 0xc0))
+	add("deltas nil", "malformed", at(gen+4, 0xc0))
+	add("digest as a map", "malformed", at(gen+2, 0x80))
+	si := bytes.Index(plain, []byte("\xa1b"))
+	add("sender as bin", "malformed", slices.Concat(plain[:si], []byte{0xc4, 1, 'b'}, plain[si+2:]))
+	add("sender nil", "malformed", slices.Concat(plain[:si], []byte{0xc0}, plain[si+2:]))
+	add("magic as int16", "bad_magic", slices.Concat(plain[:1], []byte{0xd1, 0x53, 0x42}, plain[4:]))
+	add("wrong type", "bad_type", rawMessage(t, magic, protocolVersion, int(maxMsgType)+1, "default", "b", 1))
 	add("full in a datagram", "bad_type", rawMessage(t, magic, protocolVersion, int(msgFull), "default", "b", 1))
 	add("from self", "from_self", rawMessage(t, magic, protocolVersion, 1, "default", "a", 1))
 	add("empty sender", "malformed", rawMessage(t, magic, protocolVersion, 1, "default", "", 1))
@@ -444,7 +468,8 @@ func TestAckCarriesWantsFromSynAck(t *testing.T) {
 // deadline its old one earned: heard once, then silent, it is convicted
 // when the prior alone convicts (8 ln 10 times a prior of two rounds:
 // 3.7 s), although the old incarnation's slow heartbeats had put its
-// deadline much later. A third node keeps pinging, so a is not isolated.
+// deadline much later, and its suspicion confirmed by a helper. A third
+// node, the helper, keeps pinging, so a is not isolated.
 func TestNewGenerationJudgedAfresh(t *testing.T) {
 	a := newTestCore(t, "a", nil)
 	x := newTestCore(t, "x", nil)
@@ -452,11 +477,16 @@ func TestNewGenerationJudgedAfresh(t *testing.T) {
 	joinCores(t, t0, a, x)
 	joinCores(t, t0, a, w)
 	now := t0
+	answering := x // the old incarnation answers probes; the new one is gone
 	tickA := func(until time.Time) {
 		for now.Before(until) {
 			now = now.Add(100 * time.Millisecond)
 			a.Tick(now)
-			a.Ready()
+			msgs := a.Ready().Messages
+			if answering != nil {
+				answerProbes(t, now, a, answering, msgs)
+			}
+			relayHelp(t, now, a, w, msgs) // w confirms what it cannot reach
 			ping(t, now, a, w)
 		}
 	}
@@ -472,6 +502,7 @@ func TestNewGenerationJudgedAfresh(t *testing.T) {
 	tickA(now.Add(time.Second))
 	x2 := newTestCore(t, "x", func(c *Config) { c.Generation = 2 })
 	joinCores(t, now, a, x2)
+	answering = nil
 	restarted := now
 	if info, _ := a.NodeInfo("x", now); info.Generation != 2 || info.Status != StatusAlive {
 		t.Fatalf("after the restart a holds x at generation %d, %v", info.Generation, info.Status)
@@ -499,5 +530,51 @@ func ping(t testing.TB, now time.Time, to, from *Core) {
 	}
 	if err := to.Step(now, addrOf(from), b); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A helper asked to probe a suspect nacks at once what it holds dead by a
+// verdict or does not know, and probes what it holds alive, or dead only
+// in its own view (it was isolated: that says nothing of the suspect).
+func TestHelperNacksOnlyWhatItCannotReach(t *testing.T) {
+	h := newTestCore(t, "h", nil)
+	s := newTestCore(t, "s", nil)
+	joinCores(t, t0, h, s)
+	req := func(target string) *message {
+		t.Helper()
+		var buf bytes.Buffer
+		b, err := (&message{Type: msgPingReq, Cluster: "default", From: "m", Summary: 77,
+			Digest: []digestEntry{{ID: target, Gen: 1}}}).encode(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Step(t0, "addr-m", b); err != nil {
+			t.Fatal(err)
+		}
+		msgs := h.Ready().Messages
+		if len(msgs) != 1 {
+			t.Fatalf("%d datagrams for a PingReq about %s", len(msgs), target)
+		}
+		m := decoded(t, msgs[0].Data)
+		m.Digest = []digestEntry{{ID: msgs[0].To}} // where it went
+		return m
+	}
+	if m := req("nobody"); m.Type != msgProbeNack || m.Summary != 77 || m.Digest[0].ID != "addr-m" {
+		t.Fatalf("an unknown suspect: %v %d to %s, want a nack of 77 to addr-m", m.Type, m.Summary, m.Digest[0].ID)
+	}
+	if m := req("s"); m.Type != msgProbe || m.Digest[0].ID != "addr-s" {
+		t.Fatalf("an alive suspect: %v to %s, want a probe to addr-s", m.Type, m.Digest[0].ID)
+	}
+	p := h.peers["s"]
+	p.deadBy = causeIsolation
+	h.setStatus(t0, p, StatusDead)
+	h.helping = nil
+	if m := req("s"); m.Type != msgProbe {
+		t.Fatalf("a suspect dead only by the helper's isolation: %v, want a probe", m.Type)
+	}
+	p.deadBy = causeVerdict
+	h.helping = nil
+	if m := req("s"); m.Type != msgProbeNack {
+		t.Fatalf("a suspect dead by a verdict: %v, want a nack", m.Type)
 	}
 }

@@ -69,10 +69,10 @@ func (c *Core) buildDeltas(reqs []deltaRequest, budget int) ([]nodeDelta, int) {
 	for i := range reqs {
 		r := &reqs[i]
 		p := r.p
-		d := nodeDelta{ID: p.id, Gen: p.gen, Reset: r.reset, FromVersion: r.from, LastGC: p.lastGC}
+		d := nodeDelta{ID: p.id, Gen: p.gen, Reset: r.reset, FromVersion: r.from, LastGC: p.lastGC, Dead: p.deadMark()}
 		// Worst case for the parts not known yet: MaxVersion and the
 		// entries' array header.
-		size := 1 + strSize(d.ID) + uintSize(d.Gen) + 1 + uintSize(d.FromVersion) + 9 + uintSize(d.LastGC) + maxArrayHeader
+		size := 1 + strSize(d.ID) + uintSize(d.Gen) + 1 + uintSize(d.FromVersion) + 9 + uintSize(d.LastGC) + uintSize(d.Dead) + maxArrayHeader
 		if used+size > budget {
 			break
 		}
@@ -105,13 +105,42 @@ func (c *Core) buildDeltas(reqs []deltaRequest, budget int) ([]nodeDelta, int) {
 	return out, used
 }
 
-// applyDelta applies one node's delta from a peer.
+// deadMark is what a delta of p says of its death: the version a verdict
+// convicted, if p is dead here by a verdict; 0 otherwise (alive, left, or
+// dead only in this isolated node's view).
+func (p *peerState) deadMark() uint64 {
+	if p.status == StatusDead && p.deadBy == causeVerdict {
+		return p.deadVersion
+	}
+	return 0
+}
+
+// applyDelta applies one node's delta from a peer, then its dead mark: a
+// node the sender holds dead by a verdict on a version is dead here too
+// unless a later version is held, whether or not a verdict on it is still
+// held by anyone (its monitor withdraws the verdict once it removes it).
 func (c *Core) applyDelta(now time.Time, d *nodeDelta) {
+	c.applyEntries(now, d)
+	if d.Dead != 0 && d.ID != c.id {
+		if p := c.peers[d.ID]; p != nil && p.gen == d.Gen {
+			c.applyVerdict(now, d.ID, verdict{gen: d.Gen, version: d.Dead})
+		}
+	}
+}
+
+// applyEntries applies the entries of one node's delta from a peer.
+func (c *Core) applyEntries(now time.Time, d *nodeDelta) {
 	if d.ID == c.id || d.ID == "" {
 		return
 	}
-	if r, ok := c.removed[d.ID]; ok && d.Gen <= r.gen {
-		return
+	if r, ok := c.removed[d.ID]; ok {
+		// Removed here: only a node really back is taken, a higher
+		// generation or the same with a higher version (a refutation),
+		// as for a digest entry (isRemoved).
+		if d.Gen < r.gen || d.Gen == r.gen && d.MaxVersion <= r.version {
+			return
+		}
+		delete(c.removed, d.ID)
 	}
 	p := c.peers[d.ID]
 	switch {
@@ -152,7 +181,11 @@ func (c *Core) applyDelta(now time.Time, d *nodeDelta) {
 		p.status = 0
 		c.setStatus(now, p, c.statusOf(p))
 		c.takePending(now, p)
-	case d.Reset && p.maxVersion < d.LastGC && p.lastGC < d.LastGC:
+	case (d.Reset || d.FromVersion == 0) && p.maxVersion < d.LastGC && p.lastGC < d.LastGC:
+		// A whole state (a reset, or all entries from the start: the
+		// answer to a want sent before this node knew X) newer than the
+		// tombstones this copy may lack: applied on top, it would keep a
+		// key whose deletion was collected. It replaces the copy.
 		if limit, ok := c.fitsWhole(d, p.bytes); !ok {
 			c.refuse(limit, d.ID)
 			return

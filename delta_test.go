@@ -752,3 +752,66 @@ func TestStaleResetsAndDeltasDoNotGoBack(t *testing.T) {
 		}
 	}
 }
+
+// A removed node is remembered by (generation, version): a delta of the
+// same incarnation at a version no higher is a lagging peer's copy and is
+// ignored; the same generation at a higher version (the node refuted its
+// death) or a higher generation is the node really back, as for a digest
+// entry (docs/protocol.md §6 and §7 agree).
+func TestRemovedNodeBackOnlyWithNewerState(t *testing.T) {
+	a := newTestCore(t, "a", nil)
+	a.removed["x"] = removal{gen: 3, version: 5, until: t0.Add(time.Hour)}
+	delta := func(gen, version uint64) *nodeDelta {
+		d := &nodeDelta{ID: "x", Gen: gen, MaxVersion: version}
+		for v := uint64(1); v <= version; v++ {
+			d.Entries = append(d.Entries, wireEntry{Key: fmt.Sprint("k", v), Value: "v", Version: v})
+		}
+		return d
+	}
+	for _, old := range []*nodeDelta{delta(3, 5), delta(3, 4), delta(2, 9)} {
+		a.applyDelta(t0, old)
+		if _, ok := a.NodeInfo("x", t0); ok {
+			t.Fatalf("a delta of generation %d version %d brought the removed x back", old.Gen, old.MaxVersion)
+		}
+	}
+	if a.isRemoved(digestEntry{ID: "x", Gen: 3, MaxVersion: 5}) != true {
+		t.Fatal("the removal was forgotten by the refused deltas")
+	}
+	a.applyDelta(t0, delta(3, 6))
+	if info, ok := a.NodeInfo("x", t0); !ok || info.Status != StatusAlive || info.Version != 6 {
+		t.Fatalf("x at generation 3 version 6 after its removal at version 5: %+v, %v", info, ok)
+	}
+}
+
+// A node that asked for X when it did not know it (a want of generation
+// 0) may learn X meanwhile, from another peer, at an old version; the
+// answer to its want then carries all of X from version 0, without the
+// tombstones the owner collected since. Applied on top of the old copy, it
+// kept a deleted key at the owner's version (seen by the convergence
+// property at 13 seeds in 1,000): a whole state newer than the copy's
+// possible tombstones replaces it.
+func TestWholeStateReplacesAnOldCopy(t *testing.T) {
+	a := newTestCore(t, "a", nil)
+	old := &nodeDelta{ID: "x", Gen: 1, MaxVersion: 3, Entries: []wireEntry{
+		{Key: ":addr", Value: "addr-x", Version: 1},
+		{Key: "gone", Value: "v", Version: 2},
+		{Key: "kept", Value: "v", Version: 3},
+	}}
+	a.applyDelta(t0, old)
+	// The owner deleted "gone" at version 4 and collected the tombstone
+	// (lastGC 4); the whole state it now sends has no trace of it.
+	whole := &nodeDelta{ID: "x", Gen: 1, MaxVersion: 6, LastGC: 4, Entries: []wireEntry{
+		{Key: ":addr", Value: "addr-x", Version: 1},
+		{Key: "kept", Value: "v", Version: 3},
+		{Key: "new", Value: "w", Version: 6},
+	}}
+	a.applyDelta(t0, whole)
+	got, _ := a.State("x")
+	if _, ok := got["gone"]; ok || got["new"] != "w" || got["kept"] != "v" {
+		t.Fatalf("x's state after a whole state at version 6 with lastGC 4: %v", got)
+	}
+	if _, v, _ := a.Version("x"); v != 6 {
+		t.Fatalf("x at version %d, want 6", v)
+	}
+	checkInvariants(t, a.peers["x"])
+}

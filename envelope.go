@@ -9,14 +9,17 @@ import (
 // The encrypted envelope (docs/protocol.md, "Encryption"). With a Keyring,
 // every datagram and every stream frame is
 //
-//	0xC1 | version | session (8) | counter (8) | AES-GCM ciphertext | tag (16)
+//	0xC1 | version | hint (4) | session (8) | counter (8) | AES-GCM ciphertext | tag (16)
 //
 // 0xC1 is the one byte msgpack never uses, so an envelope can never be
 // mistaken for a plaintext message (which opens with a msgpack array). The
 // version is in clear so that a node of another protocol version is told
 // apart and counted; it is authenticated too, with "SB" and the cluster ID,
 // as additional data: a message of another cluster or version fails
-// authentication instead of being parsed.
+// authentication instead of being parsed. The hint names the key that
+// sealed the envelope (a hash of it, keyring.go), so a receiver tries one
+// key, not each of its keyring: a forged datagram costs one attempt at
+// most, however many keys are installed. It is authenticated too.
 //
 // Nonces never repeat under a key: each sender seals under a key of its
 // own session, derived from the cluster key with HKDF-SHA256 and a random
@@ -26,13 +29,15 @@ import (
 
 const (
 	envelopeMarker = 0xC1
+	hintSize       = 4
 	sessionSize    = 8
 	counterSize    = 8
 	// EnvelopeOverhead is what encryption adds to a datagram: marker,
-	// version, session, counter and tag. It comes out of MaxPacketSize,
-	// never on top of it; PacketOverhead already leaves room for it, so the
-	// value limit is the same with or without encryption.
-	EnvelopeOverhead = 2 + sessionSize + counterSize + 16
+	// version, key hint, session, counter and tag. It comes out of
+	// MaxPacketSize, never on top of it; PacketOverhead already leaves
+	// room for it, so the value limit is the same with or without
+	// encryption.
+	EnvelopeOverhead = 2 + hintSize + sessionSize + counterSize + 16
 )
 
 // Reasons a datagram or stream is refused before decoding, counted in
@@ -44,9 +49,10 @@ var (
 )
 
 // additionalData is what every envelope of this cluster authenticates
-// besides its ciphertext.
+// besides its ciphertext: "SB", the version, room for the key hint (filled
+// in by the keyring for each envelope), the cluster ID.
 func additionalData(cluster string) []byte {
-	return append([]byte{'S', 'B', protocolVersion}, cluster...)
+	return append([]byte{'S', 'B', protocolVersion, 0, 0, 0, 0}, cluster...)
 }
 
 // wrap returns the bytes to send for an encoded message: sealed with the

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -41,10 +42,10 @@ func both(fs ...func(*Config)) func(*Config) {
 }
 
 // The envelope is as docs/protocol.md §9 says, checked as a second
-// implementation would read it: marker, version, session, counter,
-// AES-GCM under HKDF-SHA256(key, info "scuttlebutt session " + session)
-// with the nonce 0000 + counter, "SB", version and cluster ID as additional
-// data.
+// implementation would read it: marker, version, key hint, session,
+// counter, AES-GCM under HKDF-SHA256(key, info "scuttlebutt session " +
+// session) with the nonce 0000 + counter, "SB", version, hint and cluster
+// ID as additional data.
 func TestEnvelopeFormat(t *testing.T) {
 	a := newTestCore(t, "a", withKeys(key1))
 	plainCore := newTestCore(t, "a", nil)
@@ -53,13 +54,17 @@ func TestEnvelopeFormat(t *testing.T) {
 	sealed := synTo(t, a, plainCore)
 	plain := synTo(t, plainCore, a)
 
-	if sealed[0] != 0xc1 || sealed[1] != 3 {
-		t.Fatalf("envelope opens with % x, want c1 03", sealed[:2])
+	if sealed[0] != 0xc1 || sealed[1] != 4 {
+		t.Fatalf("envelope opens with % x, want c1 04", sealed[:2])
 	}
-	if len(sealed) != len(plain)+34 {
-		t.Fatalf("envelope of %d bytes for a message of %d, want +34", len(sealed), len(plain))
+	if len(sealed) != len(plain)+38 {
+		t.Fatalf("envelope of %d bytes for a message of %d, want +38", len(sealed), len(plain))
 	}
-	session, counter := sealed[2:10], sealed[10:18]
+	hint := sha256.Sum256(append([]byte("scuttlebutt key hint "), key1...))
+	if !bytes.Equal(sealed[2:6], hint[:4]) {
+		t.Fatalf("hint % x, want % x", sealed[2:6], hint[:4])
+	}
+	session, counter := sealed[6:14], sealed[14:22]
 	sk, err := hkdf.Key(sha256.New, key1, nil, "scuttlebutt session "+string(session), 32)
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +78,8 @@ func TestEnvelopeFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	nonce := append(make([]byte, 4), counter...)
-	got, err := gcm.Open(nil, nonce, sealed[18:], []byte("SB\x03default"))
+	aad := append(append([]byte("SB\x04"), hint[:4]...), "default"...)
+	got, err := gcm.Open(nil, nonce, sealed[22:], aad)
 	if err != nil {
 		t.Fatalf("a second implementation cannot open the envelope: %v", err)
 	}
@@ -82,12 +88,12 @@ func TestEnvelopeFormat(t *testing.T) {
 	}
 	// The next envelope: the same session, the next counter.
 	again := synTo(t, a, plainCore)
-	if !bytes.Equal(again[2:10], session) || binary.BigEndian.Uint64(again[10:18]) != binary.BigEndian.Uint64(counter)+1 {
-		t.Fatalf("second envelope: session % x counter % x, after % x % x", again[2:10], again[10:18], session, counter)
+	if !bytes.Equal(again[6:14], session) || binary.BigEndian.Uint64(again[14:22]) != binary.BigEndian.Uint64(counter)+1 {
+		t.Fatalf("second envelope: session % x counter % x, after % x % x", again[6:14], again[14:22], session, counter)
 	}
 	// Another node (another keyring) has another session.
 	b := newTestCore(t, "b", withKeys(key1))
-	if other := synTo(t, b, plainCore); bytes.Equal(other[2:10], session) {
+	if other := synTo(t, b, plainCore); bytes.Equal(other[6:14], session) {
 		t.Fatal("two keyrings share a session")
 	}
 }
@@ -368,6 +374,114 @@ func TestKeyringErrors(t *testing.T) {
 	}
 	if Fingerprint(key1) == Fingerprint(key2) || len(Fingerprint(key1)) != 16 {
 		t.Errorf("fingerprints %s, %s", Fingerprint(key1), Fingerprint(key2))
+	}
+}
+
+// A keyring holds at most MaxKeys keys: one more is refused, by Install
+// and by NewKeyring, and installing a key already held still succeeds.
+func TestKeyringBounded(t *testing.T) {
+	keys := nKeys(MaxKeys + 1)
+	if _, err := NewKeyring(keys[0], keys[1:]...); !errors.Is(err, ErrKeyringFull) {
+		t.Fatalf("NewKeyring of %d keys: %v", len(keys), err)
+	}
+	kr := mustKeyring(t, keys[:MaxKeys]...)
+	if err := kr.Install(keys[MaxKeys]); !errors.Is(err, ErrKeyringFull) {
+		t.Fatalf("installing key %d: %v", MaxKeys+1, err)
+	}
+	if err := kr.Install(keys[1]); err != nil {
+		t.Fatalf("installing a key held: %v", err)
+	}
+	if err := kr.Remove(keys[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.Install(keys[MaxKeys]); err != nil || len(kr.Keys()) != MaxKeys {
+		t.Fatalf("installing after a removal: %v, %d keys", err, len(kr.Keys()))
+	}
+}
+
+// nKeys returns n distinct 32-byte keys.
+func nKeys(n int) [][]byte {
+	var out [][]byte
+	for i := range n {
+		out = append(out, bytes.Repeat([]byte{byte(0x40 + i)}, 32))
+	}
+	return out
+}
+
+// The hint selects the key: an envelope sealed with a secondary key opens
+// (the hint names it), one whose hint was changed to another installed
+// key's is refused (the hint is authenticated, and names the wrong key),
+// and one whose hint names no key here is refused with no decryption
+// tried (opens counts the attempts).
+func TestKeyHintSelectsOneKey(t *testing.T) {
+	keys := nKeys(MaxKeys)
+	a := newTestCore(t, "a", withKeys(keys...))
+	b := newTestCore(t, "b", withKeys(keys[2]))
+	syn := synTo(t, b, a)
+	if err := a.Step(t0, "addr-b", syn); err != nil {
+		t.Fatalf("an envelope of a secondary key: %v", err)
+	}
+	a.Ready()
+	for i, k := range keys {
+		swapped := bytes.Clone(syn)
+		h := keyHint(k)
+		copy(swapped[2:6], h[:])
+		err := a.Step(t0, "addr-b", swapped)
+		if i == 2 {
+			continue
+		}
+		if !errors.Is(err, errAuth) {
+			t.Errorf("hint of key %d on an envelope of key 2: %v", i, err)
+		}
+	}
+	forged := bytes.Clone(syn)
+	copy(forged[2:6], []byte{0xde, 0xad, 0xbe, 0xef})
+	before := len(a.cfg.Keyring.keys[2].sessions) + len(a.cfg.Keyring.keys[0].sessions)
+	if err := a.Step(t0, "addr-b", forged); !errors.Is(err, errAuth) {
+		t.Fatalf("an unknown hint: %v", err)
+	}
+	if a.Stats().Dropped["auth_failed"] != MaxKeys {
+		t.Errorf("auth_failed = %d, want %d", a.Stats().Dropped["auth_failed"], MaxKeys)
+	}
+	// A forged session under an unknown hint derives no session key.
+	forged[6] ^= 0xff
+	_ = a.Step(t0, "addr-b", forged)
+	if after := len(a.cfg.Keyring.keys[2].sessions) + len(a.cfg.Keyring.keys[0].sessions); after != before {
+		t.Errorf("a forged hint derived %d session keys", after-before)
+	}
+}
+
+// The cost of a forged datagram (a made-up session, so every attempt
+// derives a session key) to a node with one key and with MaxKeys keys:
+// with a hint that names no key, nothing is tried; with the hint of the
+// primary (an attacker who saw traffic knows it), one key is, however
+// many are installed.
+//
+//	go test -run '^$' -bench Forged -benchmem .
+func BenchmarkForgedDatagram(b *testing.B) {
+	for _, n := range []int{1, MaxKeys} {
+		keys := nKeys(n)
+		c := newTestCore(b, "a", withKeys(keys...))
+		sender := newTestCore(b, "b", withKeys(keys[0]))
+		syn := synTo(b, sender, c)
+		for _, tc := range []struct {
+			name string
+			hint [hintSize]byte
+		}{{"unknown-hint", [hintSize]byte{0xde, 0xad, 0xbe, 0xef}}, {"primary-hint", keyHint(keys[0])}} {
+			b.Run(fmt.Sprintf("keys=%d/%s", n, tc.name), func(b *testing.B) {
+				d := bytes.Clone(syn)
+				copy(d[2:6], tc.hint[:])
+				var i uint64
+				for b.Loop() {
+					i++
+					binary.BigEndian.PutUint64(d[6:14], i) // a new session each time
+					d[len(d)-1] ^= 1                       // and a wrong tag
+					if err := c.Step(t0, "addr-b", d); err == nil {
+						b.Fatal("forged datagram accepted")
+					}
+				}
+			})
+		}
 	}
 }
 

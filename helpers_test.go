@@ -212,3 +212,41 @@ func (c *Core) recomputeSummary() uint64 {
 	}
 	return s
 }
+
+// relayHelp plays a helper of the suspicion protocol (probe.go) for from:
+// it delivers from's PingReqs among msgs to helper, lets the helper nack
+// what did not answer by now, and delivers the helper's answers to from.
+// Everything else is dropped: the suspect, in particular, hears nothing.
+func relayHelp(t testing.TB, now time.Time, from, helper *Core, msgs []Outgoing) {
+	t.Helper()
+	for _, m := range msgs {
+		if m.To == addrOf(helper) && decoded(t, m.Data).Type == msgPingReq {
+			if err := helper.Step(now, addrOf(from), m.Data); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	helper.expireHelping(now)
+	for _, m := range helper.Ready().Messages {
+		if typ := decoded(t, m.Data).Type; m.To == addrOf(from) && (typ == msgProbeAck || typ == msgProbeNack) {
+			if err := from.Step(now, addrOf(helper), m.Data); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// answerProbes delivers from's Probes among msgs to target, and target's
+// answers back to from: a suspect that is alive and reachable.
+func answerProbes(t testing.TB, now time.Time, from, target *Core, msgs []Outgoing) {
+	t.Helper()
+	for _, m := range msgs {
+		if m.To == addrOf(target) && decoded(t, m.Data).Type == msgProbe {
+			for _, back := range step(t, now, target, from, m.Data) {
+				if err := from.Step(now, addrOf(target), back); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}

@@ -26,11 +26,22 @@ var (
 	// ErrRemovePrimary is returned by Remove for the primary key: make
 	// another key primary first.
 	ErrRemovePrimary = errors.New("scuttlebutt: the primary key cannot be removed; make another key primary first")
+	// ErrKeyringFull is returned by Install and NewKeyring past MaxKeys
+	// keys: remove one first.
+	ErrKeyringFull = fmt.Errorf("scuttlebutt: a keyring holds at most %d keys; remove one first", MaxKeys)
 )
 
+// MaxKeys bounds the keys of a Keyring. A rotation needs two (three while
+// one is replaced in a hurry); each installed key is a key an attacker's
+// datagram could name in its hint, so it is a cost, and the bound keeps
+// it small.
+const MaxKeys = 4
+
 // Keyring holds the keys of an encrypted cluster: one primary key that
-// encrypts every datagram and stream, and any number of secondary keys that
-// are tried, after the primary, to decrypt. Rotating a key with no downtime
+// encrypts every datagram and stream, and up to MaxKeys-1 secondary keys
+// that decrypt. An envelope names the key that sealed it by a short hint
+// (a hash of the key), so a receiver tries only the key, or keys, of that
+// hint: a forged datagram costs one decryption at most. Rotating a key with no downtime
 // takes three steps, each done on every node before the next begins:
 // Install the new key, Use it (make it primary), Remove the old one
 // (docs/daemon.md has the procedure for the daemon).
@@ -42,7 +53,8 @@ type Keyring struct {
 }
 
 type ringKey struct {
-	key []byte
+	key  []byte
+	hint [hintSize]byte // keyHint(key)
 
 	// Sending: a session of its own, a key derived for it, and a counter
 	// that makes each nonce (envelope.go).
@@ -78,13 +90,21 @@ func newRingKey(key []byte) (*ringKey, error) {
 	default:
 		return nil, fmt.Errorf("%w, not %d", ErrKeySize, len(key))
 	}
-	r := &ringKey{key: bytes.Clone(key), sessions: make(map[[sessionSize]byte]cipher.AEAD)}
+	r := &ringKey{key: bytes.Clone(key), hint: keyHint(key), sessions: make(map[[sessionSize]byte]cipher.AEAD)}
 	rand.Read(r.session[:])
 	var err error
 	if r.sealer, err = sessionAEAD(key, r.session); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// keyHint names a key in an envelope: the first 4 bytes of
+// SHA-256("scuttlebutt key hint " + key). It tells which key to try; it
+// reveals 32 bits of a hash of a key of at least 128 bits, nothing usable.
+func keyHint(key []byte) [hintSize]byte {
+	sum := sha256.Sum256(append([]byte("scuttlebutt key hint "), key...))
+	return [hintSize]byte(sum[:hintSize])
 }
 
 // sessionAEAD returns AES-GCM under the key of one sender's session:
@@ -134,6 +154,9 @@ func (k *Keyring) Install(key []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.find(key) < 0 {
+		if len(k.keys) >= MaxKeys {
+			return ErrKeyringFull
+		}
 		k.keys = append(slices.Clip(k.keys), r) // a new array: readers keep theirs
 	}
 	return nil
@@ -187,8 +210,10 @@ func Fingerprint(key []byte) string {
 }
 
 // seal appends the envelope of plain to dst: marker, version, the primary
-// key's session and the next value of its counter, then plain encrypted
-// and authenticated under the session's key, with aad authenticated too.
+// key's hint, its session and the next value of its counter, then plain
+// encrypted and authenticated under the session's key, with aad (whose
+// hint bytes, after "SB" and the version, are set to the key's) authenticated
+// too.
 func (k *Keyring) seal(dst, plain, aad []byte) []byte {
 	k.mu.RLock()
 	r := k.keys[0]
@@ -197,15 +222,26 @@ func (k *Keyring) seal(dst, plain, aad []byte) []byte {
 	n := r.counter.Add(1)
 	binary.BigEndian.PutUint64(nonce[4:], n)
 	dst = append(dst, envelopeMarker, protocolVersion)
+	dst = append(dst, r.hint[:]...)
 	dst = append(dst, r.session[:]...)
 	dst = append(dst, nonce[4:]...)
-	return r.sealer.Seal(dst, nonce[:], plain, aad)
+	return r.sealer.Seal(dst, nonce[:], plain, withHint(aad, r.hint))
 }
 
-// open decrypts the rest of an envelope after marker and version (session,
-// counter, ciphertext and tag) with each key in turn, the primary first,
-// appending the plaintext to dst.
+// withHint returns aad with its hint bytes set.
+func withHint(aad []byte, hint [hintSize]byte) []byte {
+	out := slices.Clone(aad)
+	copy(out[3:3+hintSize], hint[:])
+	return out
+}
+
+// open decrypts the rest of an envelope after marker and version (hint,
+// session, counter, ciphertext and tag) with the key its hint names (each
+// key of that hint, should two share one), appending the plaintext to dst.
+// An envelope whose hint names no key here costs no decryption at all.
 func (k *Keyring) open(dst, rest, aad []byte) ([]byte, error) {
+	hint := [hintSize]byte(rest[:hintSize])
+	rest = rest[hintSize:]
 	var session [sessionSize]byte
 	var nonce [12]byte
 	copy(session[:], rest)
@@ -215,8 +251,11 @@ func (k *Keyring) open(dst, rest, aad []byte) ([]byte, error) {
 	keys := k.keys
 	k.mu.RUnlock()
 	for _, r := range keys {
+		if r.hint != hint {
+			continue
+		}
 		if a := r.opener(session); a != nil {
-			if out, err := a.Open(dst, nonce[:], ciphertext, aad); err == nil {
+			if out, err := a.Open(dst, nonce[:], ciphertext, withHint(aad, hint)); err == nil {
 				return out, nil
 			}
 		}

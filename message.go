@@ -9,7 +9,9 @@ const (
 	// protocolVersion is the version of the wire format. Messages of
 	// another version are refused. 2: the encrypted envelope (envelope.go).
 	// 3: lean gossip: summaries, direct heartbeats to monitors, verdicts.
-	protocolVersion = 3
+	// 4: suspicion confirmed through helpers (probes), deaths carried in
+	// deltas, exact decoding, the key hint of the envelope.
+	protocolVersion = 4
 )
 
 // msgType is the kind of a message.
@@ -21,6 +23,16 @@ const (
 	msgAck    msgType = 3 // deltas for the SynAck's wants and digest
 	msgFull   msgType = 4 // full state, over a stream only (joining)
 	msgPing   msgType = 5 // a heartbeat, to the sender's monitors (monitor.go)
+	// Suspicion (probe.go): a Probe asks for a ProbeAck at once; a PingReq
+	// asks a helper to probe a suspect, and the helper answers with the
+	// requester's nonce: a ProbeAck if the suspect answered, a ProbeNack
+	// if it did not.
+	msgProbe     msgType = 6
+	msgProbeAck  msgType = 7
+	msgPingReq   msgType = 8
+	msgProbeNack msgType = 9
+
+	maxMsgType = msgProbeNack
 )
 
 func (t msgType) String() string {
@@ -35,6 +47,14 @@ func (t msgType) String() string {
 		return "full"
 	case msgPing:
 		return "ping"
+	case msgProbe:
+		return "probe"
+	case msgProbeAck:
+		return "probe-ack"
+	case msgPingReq:
+		return "ping-req"
+	case msgProbeNack:
+		return "probe-nack"
 	}
 	return "unknown"
 }
@@ -78,7 +98,11 @@ type nodeDelta struct {
 	FromVersion uint64
 	MaxVersion  uint64
 	LastGC      uint64
-	Entries     []wireEntry
+	// Dead, if not zero, says the sender holds the node dead by a verdict
+	// on this version: a receiver that holds no later version holds it
+	// dead too, whoever still holds the verdict.
+	Dead    uint64
+	Entries []wireEntry
 }
 
 // wireEntry is one versioned key; a tombstone if Deleted.

@@ -120,15 +120,23 @@ func (c *Core) updateRing(now time.Time) {
 			found++
 		}
 	}
+	// Suspects (probe.go) are watched but do not count: a node whose
+	// watched nodes are all suspected watches the next ones already, so
+	// that a run of nodes cut off by a partition is probed in a few
+	// rounds, not a detection time per three nodes.
 	watched := make([]*peerState, 0, k)
-	for j := 1; j < n && len(watched) < k; j++ {
+	for j, found := 1, 0; j < n && found < k; j++ {
 		if p := ring[(i-j+n)%n]; c.ringLive(p) {
 			watched = append(watched, p)
+			if p.probe == nil {
+				found++
+			}
 		}
 	}
 	for _, p := range c.watched {
 		if !slices.Contains(watched, p) {
-			p.watched = false
+			p.watched, p.unheard = false, false
+			c.endProbe(p)
 			c.detector.Forget(p.id)
 		}
 	}
@@ -137,6 +145,12 @@ func (c *Core) updateRing(now time.Time) {
 			p.watched = true
 			c.detector.Forget(p.id)
 			c.heard(now, p) // judged from now
+			// Probed if its heartbeats do not start soon, at once if
+			// nothing came from it for that long already (probe.go).
+			p.unheard, p.probeAt = true, now.Add(c.unheardGrace())
+			if now.Before(c.alarmUntil) && (p.lastMsg.IsZero() || now.Sub(p.lastMsg) > c.unheardGrace()) {
+				p.probeAt = now
+			}
 		}
 	}
 	c.watched = watched
@@ -165,6 +179,7 @@ func (c *Core) onPing(now time.Time, m *message) {
 	}
 	p.heartbeat++
 	if p.watched {
+		p.unheard = false
 		c.heard(now, p)
 	} else {
 		p.lastHeard = now
@@ -231,9 +246,11 @@ func (c *Core) resynced(now time.Time) {
 
 // convict publishes a verdict on a watched node and applies it here.
 func (c *Core) convict(now time.Time, p *peerState) {
+	c.endProbe(p)
 	if c.isolated {
 		return
 	}
+	c.alarmUntil = now.Add(2 * c.probeWindow())
 	v := verdict{gen: p.gen, version: p.maxVersion}
 	c.setLocal(now, keyVerdictPrefix+p.id, v.String(), false)
 	c.stats.Verdicts++
@@ -269,9 +286,7 @@ func (c *Core) verdictArrived(now time.Time, target, value string) {
 func (c *Core) applyVerdict(now time.Time, target string, v verdict) {
 	if target == c.id {
 		if v.gen == c.self.gen && v.version >= c.self.maxVersion && c.leaving == 0 {
-			c.refutations++
-			c.stats.Refutations++
-			c.setLocal(now, keyAlive, strconv.FormatUint(c.refutations, 10), false)
+			c.refute(now)
 		}
 		return
 	}
@@ -316,4 +331,16 @@ func (c *Core) withdrawVerdicts(now time.Time) {
 	if len(c.pending) > len(c.peers) {
 		clear(c.pending) // verdicts on nodes that never came
 	}
+}
+
+// summaryDiffer, in a SynAck's summary field, says the Syn's summary
+// differed from the receiver's.
+const summaryDiffer = 1
+
+// refute raises :alive, whose new version revives this node wherever it
+// arrives.
+func (c *Core) refute(now time.Time) {
+	c.refutations++
+	c.stats.Refutations++
+	c.setLocal(now, keyAlive, strconv.FormatUint(c.refutations, 10), false)
 }

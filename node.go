@@ -253,6 +253,7 @@ func (n *Node) exchange(addr string) (string, error) {
 	}
 	theirs, err := readFrame(conn, maxStreamSize)
 	if err != nil {
+		n.countFrame(err)
 		return "", err
 	}
 	var id string
@@ -267,6 +268,7 @@ func (n *Node) serveStream(conn net.Conn) {
 	theirs, err := readFrame(conn, maxStreamSize)
 	if err != nil {
 		n.log.Debug("bad stream", "from", conn.RemoteAddr(), "err", err)
+		n.countFrame(err)
 		return
 	}
 	var id string
@@ -337,6 +339,22 @@ func (n *Node) Stats() Stats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.core.Stats()
+}
+
+// Monitors returns the IDs of the nodes that monitor this one: those it
+// sends its heartbeats to (docs/design.md, "Lean gossip").
+func (n *Node) Monitors() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.core.Monitors()
+}
+
+// Watched returns the IDs of the nodes this one monitors: it judges their
+// heartbeats, and suspects and probes them when they fall silent.
+func (n *Node) Watched() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.core.Watched()
 }
 
 // Leave tells the cluster this node is leaving, waits until Fanout peers
@@ -568,5 +586,18 @@ func (q *eventQueue) pop() ([]Event, bool) {
 			return nil, false
 		}
 		<-q.ready
+	}
+}
+
+// countFrame counts a stream frame refused before it reached the core: one
+// that declared more than a stream may carry is counted as
+// stream_too_large (a stream cut short is the connection's failure, not
+// the peer's message, and is not counted).
+func (n *Node) countFrame(err error) {
+	if errors.Is(err, errTooLarge) {
+		_ = n.do(func(c *Core, _ time.Time) error {
+			c.stats.Dropped["stream_"+dropReason(err)]++
+			return nil
+		})
 	}
 }

@@ -324,3 +324,21 @@ func TestEveryoneLeavesAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// A stream frame that declares more than a stream may carry (64 MiB) is
+// refused before anything is read into memory, and counted.
+func TestHugeStreamFrameCounted(t *testing.T) {
+	net := memnet.New()
+	a := memNode(t, net, "a", nil)
+	conn, err := net.Listen().Dial(context.Background(), a.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte{0x04, 0x00, 0x00, 0x01}); err != nil { // 64 MiB + 1
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the frame to be counted as stream_too_large", func() bool {
+		return a.Stats().Dropped["stream_too_large"] == 1
+	})
+}

@@ -29,7 +29,10 @@ type Stats struct {
 	Dropped        map[string]uint64 `json:"dropped"` // packets dropped, by reason
 	Refused        map[string]uint64 `json:"refused"` // deltas refused by a state limit, by limit
 	MaxPacketBytes int               `json:"max_packet_bytes"`
-	Verdicts       uint64            `json:"verdicts"`    // nodes this node convicted as their monitor
-	Refutations    uint64            `json:"refutations"` // verdicts on this node it refuted
-	Isolations     uint64            `json:"isolations"`  // times it heard no one for a detection time
+	Verdicts       uint64            `json:"verdicts"`     // nodes this node convicted as their monitor
+	Refutations    uint64            `json:"refutations"`  // verdicts on this node it refuted
+	Isolations     uint64            `json:"isolations"`   // times it heard no one for a detection time
+	Suspicions     uint64            `json:"suspicions"`   // watched nodes it suspected and probed (probe.go)
+	Cleared        uint64            `json:"cleared"`      // suspicions an answer cleared
+	Inconclusive   uint64            `json:"inconclusive"` // suspicions no helper confirmed, asked again
 }

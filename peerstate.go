@@ -46,9 +46,13 @@ type peerState struct {
 	term uint64  // this node's term of the summary (summary.go)
 	sum  *uint64 // the core's summary, or nil
 
-	watched     bool       // this node monitors it (monitor.go)
-	deadBy      deathCause // why it is dead here
-	deadVersion uint64     // the highest version a verdict convicted
+	watched     bool        // this node monitors it (monitor.go)
+	deadBy      deathCause  // why it is dead here
+	deadVersion uint64      // the highest version a verdict convicted
+	probe       *probeRound // a suspicion in progress (probe.go)
+	unheard     bool        // watched, and no heartbeat since
+	probeAt     time.Time   // when an unheard watched node is probed
+	lastMsg     time.Time   // when its last valid datagram came
 
 	mark      uint64 // digest selection stamp (Core.newMark)
 	addr      string // from keyAddr

@@ -116,6 +116,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/kv/{key...}", s.handleKVGet)
 	mux.HandleFunc("GET /v1/decommissions", s.handleDecommissions)
 	mux.HandleFunc("GET /v1/watch", s.handleWatch)
+	mux.HandleFunc("GET /v1/monitoring", s.handleMonitoring)
 	s.healthRoutes(mux)
 
 	writes := http.NewServeMux()

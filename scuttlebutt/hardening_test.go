@@ -479,7 +479,7 @@ func TestConnectionsTotalBound(t *testing.T) {
 	}
 }
 
-// POST /v1/keys takes at most maxInstalledKeys keys: each is tried on
+// POST /v1/keys takes at most scuttlebutt.MaxKeys keys: each is tried on
 // every datagram that is not sealed with the first. Installing a key that
 // is there already is still fine.
 func TestKeyringBound(t *testing.T) {
@@ -493,7 +493,7 @@ func TestKeyringBound(t *testing.T) {
 		return ts.do(t, "POST", "/v1/keys", "application/json", `{"key":"`+key+`"}`)
 	}
 	var last string
-	for i := 1; i < maxInstalledKeys; i++ {
+	for i := 1; i < scuttlebutt.MaxKeys; i++ {
 		last = newKey()
 		if code, body := install(last); code != 200 {
 			t.Fatalf("key %d: %d %s", i+1, code, body)
@@ -501,9 +501,9 @@ func TestKeyringBound(t *testing.T) {
 	}
 	code, body := install(newKey())
 	if code != http.StatusConflict || !strings.Contains(body, "keys remove") {
-		t.Fatalf("key %d: %d %s, want 409", maxInstalledKeys+1, code, body)
+		t.Fatalf("key %d: %d %s, want 409", scuttlebutt.MaxKeys+1, code, body)
 	}
-	if n := len(kr.Keys()); n != maxInstalledKeys {
+	if n := len(kr.Keys()); n != scuttlebutt.MaxKeys {
 		t.Fatalf("%d keys installed", n)
 	}
 	if code, body := install(last); code != 200 {

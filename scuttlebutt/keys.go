@@ -169,12 +169,6 @@ func (e *encryptionFlags) keyring() (*scuttlebutt.Keyring, error) {
 	return scuttlebutt.NewKeyring(key)
 }
 
-// maxInstalledKeys is the most keys POST /v1/keys lets the keyring hold: a
-// rotation needs two or three, and a datagram may be tried against each.
-const maxInstalledKeys = 4
-
-var errTooManyKeys = errors.New("too many keys")
-
 // keyManager changes the running keyring for the HTTP API and saves it.
 type keyManager struct {
 	mu   sync.Mutex // one change at a time, each saved before the next
@@ -255,15 +249,10 @@ func (s *server) handleKeyInstall(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fp := scuttlebutt.Fingerprint(key)
-	err = s.keys.change("install "+fp, func() error {
-		if _, installed := s.keys.find(fp); !installed && len(s.keys.kr.Keys()) >= maxInstalledKeys {
-			return errTooManyKeys
-		}
-		return s.keys.kr.Install(key)
-	})
-	if errors.Is(err, errTooManyKeys) {
-		writeError(w, http.StatusConflict, fmt.Sprintf("the keyring holds %d keys, the most an agent takes (every datagram may be tried against each): "+
-			"remove one first (`scuttlebutt keys remove FINGERPRINT`)", maxInstalledKeys))
+	err = s.keys.change("install "+fp, func() error { return s.keys.kr.Install(key) })
+	if errors.Is(err, scuttlebutt.ErrKeyringFull) {
+		writeError(w, http.StatusConflict, fmt.Sprintf("the keyring holds %d keys, the most it takes (scuttlebutt.MaxKeys): "+
+			"remove one first (`scuttlebutt keys remove FINGERPRINT`)", scuttlebutt.MaxKeys))
 		return
 	}
 	if err != nil {

@@ -248,16 +248,16 @@ func nodeVersion(m *member, id string) (gen, version uint64, ok bool) {
 // carrying a delta for node id at the next version, sealed with key if not
 // nil (the envelope of §9, with its own AES-GCM).
 func forgedAck(id string, gen, version uint64, key, value string, sealKey []byte) []byte {
-	b := []byte{0x9a, 0xcd, 0x53, 0x42, 0x03, 0x03}
+	b := []byte{0x9a, 0xcd, 0x53, 0x42, 0x04, 0x03}
 	b = appendStr(b, "default")
 	b = appendStr(b, "forger")
-	b = append(b, 0x01, 0x00, 0x90, 0x90, 0x91, 0x97)
+	b = append(b, 0x01, 0x00, 0x90, 0x90, 0x91, 0x98)
 	b = appendStr(b, id)
 	b = appendUint(b, gen)
 	b = append(b, 0xc2)
 	b = appendUint(b, version)
 	b = appendUint(b, version+1)
-	b = append(b, 0x00, 0x91, 0x94)
+	b = append(b, 0x00, 0x00, 0x91, 0x94) // lastGC 0, dead 0, one entry
 	b = appendStr(b, key)
 	b = appendStr(b, value)
 	b = appendUint(b, version+1)
@@ -391,7 +391,7 @@ func TestKeyRotationUnderTraffic(t *testing.T) {
 }
 
 // sealEnvelope seals a message as docs/protocol.md §9 describes it, for a
-// made-up session.
+// made-up session: marker, version, the key's hint, session, counter.
 func sealEnvelope(key, plain []byte, cluster string) []byte {
 	session := make([]byte, 8)
 	if _, err := rand.Read(session); err != nil {
@@ -410,8 +410,11 @@ func sealEnvelope(key, plain []byte, cluster string) []byte {
 		panic(err)
 	}
 	counter := []byte{0, 0, 0, 0, 0, 0, 0, 1}
-	out := append(append([]byte{0xc1, 0x03}, session...), counter...)
-	return gcm.Seal(out, append(make([]byte, 4), counter...), plain, append([]byte("SB\x03"), cluster...))
+	sum := sha256.Sum256(append([]byte("scuttlebutt key hint "), key...))
+	hint := sum[:4]
+	out := append(append(append([]byte{0xc1, 0x04}, hint...), session...), counter...)
+	aad := append(append([]byte("SB\x04"), hint...), cluster...)
+	return gcm.Seal(out, append(make([]byte, 4), counter...), plain, aad)
 }
 
 // The forged datagrams of TestEncryptedClusterRefusesOutsiders are valid:

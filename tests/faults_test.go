@@ -1,6 +1,11 @@
 package tests
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -13,8 +18,18 @@ import (
 //
 // Every bound below is the worst case allowed on a loaded 2-core machine
 // with -race in other packages; the figures logged are what to watch.
+// faultHosts is how many hosts each scenario starts: 8, or FAULTS_HOSTS
+// (at least 4; the issue asks for partitions at 8 and 12).
+var faultHosts = faultsHosts()
+
+func faultsHosts() int {
+	if n, err := strconv.Atoi(os.Getenv("FAULTS_HOSTS")); err == nil && n >= 4 {
+		return n
+	}
+	return 8
+}
+
 const (
-	faultHosts = 8
 	// detectWithin bounds how long every node takes to declare a silent
 	// node dead (LAN preset: 200 ms rounds; a few seconds when quiet).
 	detectWithin = 20 * time.Second
@@ -34,10 +49,16 @@ var faultScenarios = []struct {
 	netem bool // needs tc netem; skipped (even under CI) where the kernel lacks it
 }{
 	{name: "loss", run: lossScenario},
-	{name: "partition", run: partitionScenario},
+	{name: "partition", run: func(t *testing.T, c *labCluster) { partitionScenario(t, c, partitionLAN) }},
+	// The local preset (100 ms rounds) detects in half the LAN's time:
+	// the issue's target of 4 s for a partition is a local-preset figure.
+	{name: "partition-local", flags: []string{"-config", "local"}, run: func(t *testing.T, c *labCluster) { partitionScenario(t, c, 4*time.Second) }},
 	{name: "delay", run: delayScenario, netem: true},
 	{name: "one-way-mute", run: muteScenario},
 	{name: "one-way-deaf", run: deafScenario},
+	{name: "one-way-cut-to-monitor", run: func(t *testing.T, c *labCluster) { oneWayCutScenario(t, c, true, true) }},
+	{name: "one-way-cut-from-monitor", run: func(t *testing.T, c *labCluster) { oneWayCutScenario(t, c, true, false) }},
+	{name: "one-way-cut", run: func(t *testing.T, c *labCluster) { oneWayCutScenario(t, c, false, true) }},
 	{name: "pause", run: pauseScenario},
 	{name: "pause-past-detection", run: longPauseScenario},
 	{name: "kill-restart", run: killScenario},
@@ -100,10 +121,16 @@ func lossScenario(t *testing.T, c *labCluster) {
 	c.awaitConverged(c.all(), healWithin)
 }
 
+// partitionLAN bounds how long each side of a partition takes to see the
+// other dead with the LAN preset: 3.7 s of silence (18.4 rounds of
+// 200 ms), up to 1 s of confirmation through helpers, the verdicts'
+// spread (measured 4.8 and 5.1 s at 8 hosts).
+const partitionLAN = 7 * time.Second
+
 // A half/half partition for 30 s with writes on both sides: each side
-// sees the other dead within detectWithin, neither sees its own side
-// dead, and after healing all are alive and converged within healWithin.
-func partitionScenario(t *testing.T, c *labCluster) {
+// sees the other dead within within, neither sees its own side dead, and
+// after healing all are alive and converged within healWithin.
+func partitionScenario(t *testing.T, c *labCluster, within time.Duration) {
 	d := 30 * time.Second
 	a, b := hostRange(1, faultHosts/2), hostRange(faultHosts/2+1, faultHosts)
 	w := c.startWriter()
@@ -117,6 +144,9 @@ func partitionScenario(t *testing.T, c *labCluster) {
 	c.awaitStatus(a, b, "dead", detectWithin)
 	c.awaitStatus(b, a, "dead", detectWithin)
 	detA, detB := lastAt(c.deaths(t0, a, b)).Sub(t0), lastAt(c.deaths(t0, b, a)).Sub(t0)
+	if detA > within || detB > within {
+		t.Errorf("the sides saw each other dead after %v and %v, want at most %v", detA, detB, within)
+	}
 	hold(d - time.Since(t0))
 	w.stop()
 	dropped := c.droppedBy(c.all())
@@ -352,6 +382,79 @@ func rollingScenario(t *testing.T, c *labCluster) {
 	if len(deaths) > 0 {
 		t.Errorf("nodes declared dead during a rolling restart (each left gracefully): %+v", deaths)
 	}
+}
+
+// oneWayCutScenario cuts a single link one way for 60 s while writes
+// flow: with monitor, between h2 and one of its monitors (found through
+// the API, GET /v1/monitoring), h2's packets to it lost (toMonitor) or
+// its packets to h2; otherwise between two hosts neither of which
+// monitors the other. Not one host is declared dead by anyone: the
+// monitor that stops hearing its node suspects it, and helpers reach it.
+// Afterwards all are converged.
+func oneWayCutScenario(t *testing.T, c *labCluster, monitor, toMonitor bool) {
+	from, to := 2, 0
+	if monitor {
+		ms := c.monitoring(from).Monitors
+		if len(ms) == 0 {
+			t.Fatalf("h%d reports no monitor", from)
+		}
+		fmt.Sscanf(ms[0], "h%d", &to)
+		if !toMonitor {
+			from, to = to, from
+		}
+	} else {
+		for a := 1; a <= faultHosts && to == 0; a++ {
+			for b := 1; b <= faultHosts; b++ {
+				ma, mb := c.monitoring(a), c.monitoring(b)
+				if a != b && !slices.Contains(ma.Monitors, fmt.Sprintf("h%d", b)) && !slices.Contains(mb.Monitors, fmt.Sprintf("h%d", a)) {
+					from, to = a, b
+					break
+				}
+			}
+		}
+		if to == 0 {
+			t.Skip("every pair of hosts shares a monitoring link")
+		}
+	}
+	d := time.Minute
+	w := c.startWriter()
+	t0 := time.Now()
+	c.lab.deafTo(to, from) // to no longer hears from; from still hears to
+	hold(d)
+	w.stop()
+	dropped := c.droppedBy([]int{to})
+	c.lab.healAll()
+	conv := c.awaitConverged(c.all(), healWithin)
+	deaths := c.deaths(t0, c.all(), c.all())
+	what := "between hosts that do not monitor each other"
+	if monitor {
+		what = fmt.Sprintf("h%d to its monitor h%d", from, to)
+		if !toMonitor {
+			what = fmt.Sprintf("the monitor h%d to h%d", from, to)
+		}
+	}
+	c.figures("one-way cut of h%d to h%d (%s) for %v, writes flowing (%d packets dropped): deaths %d; converged %v after the cut healed",
+		from, to, what, d, dropped, len(deaths), conv.Round(time.Millisecond))
+	if len(deaths) > 0 {
+		t.Errorf("one-way cut of a single link: %d non-alive observations: %+v", len(deaths), deaths)
+	}
+}
+
+// monitoringView is an agent's GET /v1/monitoring.
+type monitoringView struct {
+	Monitors, Watched []string
+}
+
+// monitoring returns whom host h sends its heartbeats to and whom it
+// judges, as its API says.
+func (c *labCluster) monitoring(h int) monitoringView {
+	c.t.Helper()
+	code, body, err := c.agent(h).request("GET", "/v1/monitoring", "")
+	var v monitoringView
+	if err != nil || code != 200 || json.Unmarshal(body, &v) != nil {
+		c.t.Fatalf("h%d: GET /v1/monitoring: %d %s %v", h, code, body, err)
+	}
+	return v
 }
 
 // lastAt returns the time of the last event of es.

@@ -138,10 +138,11 @@ func TestDeafMonitorKillsNoOne(t *testing.T) {
 	t.Logf("all alive in every view %v after the deaf node hears again", net.Now.Sub(healed))
 }
 
-// A node cut off from one of its monitors only (its datagrams to that
-// monitor lost, all else fine) is convicted by that monitor, refutes the
-// verdict, and once the cut heals is alive everywhere and stays so: a
-// monitor's own trouble never makes a lasting death.
+// A node paused for longer than a detection time (SIGSTOP, a suspended
+// VM) is convicted: it answers no probe, and the helpers confirm. The
+// verdict is wrong once it resumes: it refutes it, is alive everywhere
+// again, and stays so: a verdict never makes a lasting death of a node
+// that is alive.
 func TestWrongVerdictIsRefuted(t *testing.T) {
 	const n = 20
 	net, nodes := mesh(t, Options{Seed: 73}, n, nil)
@@ -149,31 +150,82 @@ func TestWrongVerdictIsRefuted(t *testing.T) {
 	x := nodes[4]
 	id := x.Core.ID()
 	log := watch(net)
-	var monitor *Node
-	for _, nd := range nodes {
-		if nd != x && slices.Contains(nd.Core.Watched(), id) {
-			monitor = nd
-			break
-		}
+	net.Crash(x)
+	if !net.RunUntil(func() bool { return allSee(net, nodes, id, scuttlebutt.StatusDead) == "" }, 10*time.Second) {
+		t.Fatalf("seed 73: %s paused for 10 s: %s", id, allSee(net, nodes, id, scuttlebutt.StatusDead))
 	}
-	if monitor == nil {
-		t.Fatalf("no node watches %s", id)
-	}
-	net.Cut(x, monitor)
+	net.Resume(x)
 	if !net.RunUntil(func() bool { return x.Core.Stats().Refutations >= 1 }, 10*time.Second) {
-		t.Fatalf("seed 73: %s did not refute a verdict of %s in 10 s", id, monitor.Core.ID())
+		t.Fatalf("seed 73: %s did not refute its verdict in 10 s", id)
 	}
-	net.Heal()
 	if !net.RunUntil(func() bool { return allSee(net, nodes, id, scuttlebutt.StatusAlive) == "" }, 5*time.Second) {
 		t.Fatalf("seed 73: %s", allSee(net, nodes, id, scuttlebutt.StatusAlive))
 	}
 	deaths := log.changes[id][scuttlebutt.StatusDead]
 	net.Run(10 * time.Second)
-	t.Logf("%s declared dead %d times in all views by one wrong verdict, refuted %d times", id, deaths, x.Core.Stats().Refutations)
+	t.Logf("%s declared dead %d times in all views while paused, refuted %d times", id, deaths, x.Core.Stats().Refutations)
 	if d := log.deaths() - deaths; d != 0 {
-		t.Errorf("%d deaths after the cut healed, or of other nodes", d)
+		t.Errorf("%d deaths after the refutation, or of other nodes", d)
 	}
 	if allSee(net, nodes, id, scuttlebutt.StatusAlive) != "" {
 		t.Errorf("after 10 s: %s", allSee(net, nodes, id, scuttlebutt.StatusAlive))
+	}
+}
+
+// A one-way cut of a single link, for 60 virtual seconds, convicts no
+// one, in either direction, between a node and one of its monitors or
+// between two nodes with no monitoring between them: the monitor that
+// stops hearing its node suspects it, and the helpers' probes reach it.
+// Not one non-alive observation of any node anywhere, and the suspicions
+// cost no verdict.
+func TestOneWayCutKillsNoOne(t *testing.T) {
+	const n = 30
+	net, nodes := mesh(t, Options{Seed: 75}, n, nil)
+	net.Run(3 * time.Second)
+	x := nodes[7]
+	var monitor *Node
+	for _, nd := range nodes {
+		if nd != x && slices.Contains(nd.Core.Watched(), x.Core.ID()) {
+			monitor = nd
+			break
+		}
+	}
+	if monitor == nil {
+		t.Fatalf("no node watches %s", x.Core.ID())
+	}
+	// Two nodes neither of which watches the other.
+	a, b := nodes[12], nodes[21]
+	if slices.Contains(a.Core.Watched(), b.Core.ID()) || slices.Contains(b.Core.Watched(), a.Core.ID()) {
+		t.Fatalf("%s and %s watch each other: pick others", a.Core.ID(), b.Core.ID())
+	}
+	for _, tc := range []struct {
+		name     string
+		from, to *Node
+	}{
+		{"node to its monitor", x, monitor},
+		{"monitor to its node", monitor, x},
+		{"a to b", a, b},
+		{"b to a", b, a},
+	} {
+		log := watch(net)
+		var suspicions uint64
+		for _, nd := range nodes {
+			suspicions -= nd.Core.Stats().Suspicions
+		}
+		net.Cut(tc.from, tc.to)
+		var bad string
+		net.RunUntil(func() bool { bad = notAlive(net, nodes); return bad != "" }, time.Minute)
+		net.Heal()
+		for _, nd := range nodes {
+			suspicions += nd.Core.Stats().Suspicions
+		}
+		t.Logf("%s cut one way for 60 s: %d deaths, %d suspicions", tc.name, log.deaths(), suspicions)
+		if bad != "" || log.deaths() != 0 {
+			t.Errorf("seed 75, %s cut one way: %d deaths; %s", tc.name, log.deaths(), bad)
+		}
+		if tc.from == x && suspicions == 0 {
+			t.Errorf("seed 75, %s cut: no suspicion at all; the cut was not on a monitored link", tc.name)
+		}
+		net.Run(2 * time.Second)
 	}
 }
