@@ -361,6 +361,9 @@ func (c *cli) service(name string, healthy bool) int {
 		if health == "" {
 			health = in.Health
 		}
+		if in.Maintenance != "" {
+			health += " (" + in.Maintenance + ")"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.Addr, health, in.State, in.Node, in.Name, in.Image)
 	}
 	tw.Flush()
