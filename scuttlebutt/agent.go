@@ -39,6 +39,7 @@ type agent struct {
 	srv   *server
 	log   *slog.Logger
 	reg   *registrar // -registry, -exec; nil without them
+	dns   *dnsServer // -dns; nil without it
 
 	httpSrv    *http.Server
 	httpLn     net.Listener
@@ -61,6 +62,7 @@ type agentOptions struct {
 	httpOpts   httpFlags
 	rolesOwned bool // -servers: the role keys belong to the role choice
 	leaseOpts  leaseFlags
+	dnsOpts    dnsFlags // zero: no DNS server
 }
 
 // startAgent creates the node and starts serving HTTP. It does not join.
@@ -149,6 +151,10 @@ func startAgent(opt agentOptions) (*agent, error) {
 		}
 	}
 
+	if err := a.startDNS(opt.dnsOpts); err != nil {
+		a.shutdown(false)
+		return nil, err
+	}
 	if opt.docker {
 		if err := a.startDocker(opt.dockerOpts, maxPacket); err != nil {
 			a.shutdown(false)
@@ -274,6 +280,7 @@ func (a *agent) shutdown(leave bool) error {
 		err = a.node.Close()
 	}
 	a.stopWatch()
+	a.stopDNS()
 	if a.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), httpTimeout)
 		a.httpSrv.Shutdown(ctx)
@@ -355,7 +362,7 @@ func runAgent(args []string, stderr io.Writer) int {
 	a, err := startAgent(agentOptions{
 		cfg: cfg, httpAddr: c.http, token: c.token, docker: c.docker, dockerOpts: c.dockerOpts,
 		log: log, libLog: libLog, keyring: c.encryption.file, httpOpts: c.httpOpts, leaseOpts: c.leaseOpts,
-		rolesOwned: c.registry.servers > 0,
+		rolesOwned: c.registry.servers > 0, dnsOpts: c.dnsOpts,
 	})
 	if err != nil {
 		log.Error(err.Error())

@@ -49,6 +49,7 @@ type server struct {
 	checks        *checkMetrics  // health checks run on this host
 	registrations *registrations // services registered by watchers
 	leases        *leaseManager  // start-up leases held for the CLI
+	dnsMetrics    *dnsMetrics    // of the DNS server (dns.go), if any
 }
 
 type serverOptions struct {
@@ -86,6 +87,7 @@ func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *serv
 		watches: newStreamLimit(cmp.Or(opt.maxWatch, 256), cmp.Or(opt.maxWatchPerClient, 32)),
 	}
 	s.checks = newCheckMetrics()
+	s.dnsMetrics = newDNSMetrics()
 	s.registrations = newRegistrations(n, opt.maxValue, opt.log, opt.ctx)
 	s.leases = newLeaseManager(n, opt.leaseOpts, opt.log, opt.ctx)
 	s.metrics = newMetricsHandler(s)

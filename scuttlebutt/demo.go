@@ -36,6 +36,8 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	lively := fs.Bool("lively", true, "change keys and health now and then, so the page has something to show")
 	token := fs.String("token", "", "`token` for writes to the first node's HTTP API")
 	logLevel := fs.String("log-level", "info", "log `level`")
+	var dnsOpts dnsFlags // the first node's DNS server
+	dnsOpts.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: scuttlebutt demo [flags]\n\nRuns a cluster of -nodes nodes on 127.0.0.1 in this process; the first serves the\nweb page and the HTTP API on -http. Ctrl-C stops it (every node leaves).\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -44,6 +46,10 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
+		return exitUsage
+	}
+	if err := dnsOpts.check(); err != nil {
+		fmt.Fprintf(stderr, "scuttlebutt demo: %v\n", err)
 		return exitUsage
 	}
 	if *nodes < 1 || *nodes > 1000 {
@@ -87,7 +93,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		}
 		opt := agentOptions{cfg: &cfg, log: quiet}
 		if i == 0 {
-			opt.httpAddr, opt.token, opt.log = *httpAddr, *token, log
+			opt.httpAddr, opt.token, opt.log, opt.dnsOpts = *httpAddr, *token, log, dnsOpts
 		}
 		a, err := startAgent(opt)
 		if err != nil {

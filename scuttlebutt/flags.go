@@ -97,6 +97,7 @@ type agentConfig struct {
 	httpOpts   httpFlags
 	registry   registryFlags
 	leaseOpts  leaseFlags
+	dnsOpts    dnsFlags
 }
 
 type dockerFlags struct {
@@ -134,6 +135,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	c.httpOpts.register(fs)
 	c.registry.register(fs)
 	c.leaseOpts.register(fs)
+	c.dnsOpts.register(fs)
 }
 
 // gossipConfig checks the flags and returns the node's configuration.
@@ -190,6 +192,9 @@ func (c *agentConfig) gossipConfig() (*scuttlebutt.Config, error) {
 		return nil, err
 	}
 	if err := c.leaseOpts.check(); err != nil {
+		return nil, err
+	}
+	if err := c.dnsOpts.check(); err != nil {
 		return nil, err
 	}
 	kr, err := c.encryption.keyring()

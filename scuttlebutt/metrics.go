@@ -177,5 +177,6 @@ func newMetricsHandler(s *server) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newNodeCollector(s), s.checks.total, s.checks.latency, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(s.dnsMetrics.collectors()...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
