@@ -308,6 +308,37 @@ func (a *agent) waitDecommission(ctx context.Context) bool {
 	}
 }
 
+// launch starts an agent as its flags in c say: the node of cfg (built by
+// c.gossipConfig, perhaps changed since), its HTTP server and Docker
+// adapter, then the join and the registry. `scuttlebutt agent` and every
+// node of the demo start this way.
+func (c *agentConfig) launch(cfg *scuttlebutt.Config, log, libLog *slog.Logger, stderr io.Writer) (*agent, error) {
+	a, err := startAgent(agentOptions{
+		cfg: cfg, httpAddr: c.http, token: c.token, docker: c.docker, dockerOpts: c.dockerOpts,
+		log: log, libLog: libLog, keyring: c.encryption.file, httpOpts: c.httpOpts, leaseOpts: c.leaseOpts,
+		rolesOwned: c.registry.servers > 0, dnsOpts: c.dnsOpts,
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("agent started", "id", a.node.ID(), "addr", a.node.Addr(), "cluster", cfg.ClusterID,
+		"http", a.httpAddr(), "tls", c.httpOpts.tlsCert != "", "config", c.preset, "encrypted", cfg.Keyring != nil)
+	switch {
+	case cfg.Keyring == nil && !isLoopbackListen(a.node.Addr()):
+		log.Warn("gossip is not encrypted: whoever reaches UDP/TCP " + a.node.Addr() + " can read and forge the cluster's state; " +
+			"give every agent the same -encrypt KEY (scuttlebutt keygen makes one)")
+	case cfg.SendPlaintext:
+		log.Warn("sending gossip unencrypted (-encrypt-send-plaintext): a step of moving the cluster to encryption; drop it once every node has the key")
+	case cfg.AcceptPlaintext:
+		log.Warn("accepting unencrypted gossip (-encrypt-accept-plaintext): a step of moving the cluster to encryption; drop it once no node sends plaintext")
+	}
+	if len(c.join) > 0 || c.registry.reg == nil {
+		a.join(c.join)
+	}
+	a.reg = startRegistrar(a, c.registry, log, stderr)
+	return a, nil
+}
+
 func agentUsage(fs *flag.FlagSet) func() {
 	return func() {
 		w := fs.Output()
@@ -350,39 +381,16 @@ func runAgent(args []string, stderr io.Writer) int {
 		cfg.ID = randomID()
 	}
 	log := c.logger(stderr)
-	level, _ := c.level()
-	libLog := newLogger(stderr, c.logFormat, max(level, slog.LevelWarn)).With("component", "gossip")
-	if level <= slog.LevelDebug {
-		libLog = log.With("component", "gossip")
-	}
+	libLog := c.libLogger(stderr, log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	a, err := startAgent(agentOptions{
-		cfg: cfg, httpAddr: c.http, token: c.token, docker: c.docker, dockerOpts: c.dockerOpts,
-		log: log, libLog: libLog, keyring: c.encryption.file, httpOpts: c.httpOpts, leaseOpts: c.leaseOpts,
-		rolesOwned: c.registry.servers > 0, dnsOpts: c.dnsOpts,
-	})
+	a, err := c.launch(cfg, log, libLog, stderr)
 	if err != nil {
 		log.Error(err.Error())
 		return exitError
 	}
-	log.Info("agent started", "id", a.node.ID(), "addr", a.node.Addr(), "cluster", cfg.ClusterID,
-		"http", a.httpAddr(), "tls", c.httpOpts.tlsCert != "", "config", c.preset, "encrypted", cfg.Keyring != nil)
-	switch {
-	case cfg.Keyring == nil && !isLoopbackListen(a.node.Addr()):
-		log.Warn("gossip is not encrypted: whoever reaches UDP/TCP " + a.node.Addr() + " can read and forge the cluster's state; " +
-			"give every agent the same -encrypt KEY (scuttlebutt keygen makes one)")
-	case cfg.SendPlaintext:
-		log.Warn("sending gossip unencrypted (-encrypt-send-plaintext): a step of moving the cluster to encryption; drop it once every node has the key")
-	case cfg.AcceptPlaintext:
-		log.Warn("accepting unencrypted gossip (-encrypt-accept-plaintext): a step of moving the cluster to encryption; drop it once no node sends plaintext")
-	}
-	if len(c.join) > 0 || c.registry.reg == nil {
-		a.join(c.join)
-	}
-	a.reg = startRegistrar(a, c.registry, log, stderr)
 
 	decommissioned := make(chan struct{})
 	go func() {

@@ -485,3 +485,17 @@ func BenchmarkServicesJSON(b *testing.B) {
 		})
 	}
 }
+
+// TestDefaultAgentConfigIsValid: the defaults of every agent flag, which the
+// demo starts from, pass the agent's own checks (a flag whose default its
+// check refuses broke the demo once).
+func TestDefaultAgentConfigIsValid(t *testing.T) {
+	c := defaultAgentConfig()
+	if _, err := c.gossipConfig(); err != nil {
+		t.Fatalf("the agent's defaults are refused: %v", err)
+	}
+	var zero agentConfig
+	if _, err := zero.gossipConfig(); err == nil {
+		t.Fatal("a zero agentConfig is accepted: the test above proves nothing")
+	}
+}

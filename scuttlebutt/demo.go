@@ -24,32 +24,45 @@ import (
 var demoServices = []string{"web", "api", "db", "cache", "queue"}
 
 // runDemo is `scuttlebutt demo`: a small cluster on loopback in one
-// process, the first node serving the web page.
+// process, the first node serving the web page. The first node takes every
+// agent flag (its defaults changed for one host: -bind 127.0.0.1:0,
+// -config local, -cluster demo, -id node-01); the others share its gossip
+// settings and keyring, take the defaults of every other flag, and serve
+// no HTTP.
 func runDemo(args []string, stdout, stderr io.Writer) int {
+	var c agentConfig
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	c.register(fs)
+	for name, v := range map[string]string{"bind": "127.0.0.1:0", "config": "local", "cluster": "demo", "id": "node-01"} {
+		setDefault(fs, name, v)
+	}
 	nodes := fs.Int("nodes", 5, "`number` of nodes")
-	httpAddr := fs.String("http", "127.0.0.1:7777", "`address` of the first node's HTTP API and web page")
 	instances := fs.Int("instances", -1, "`number` of service instances to publish, as Docker adapter records (default: 2 per node)")
 	services := fs.Int("services", 0, "`number` of distinct service names (default: 5, or instances/50 for more than 250)")
-	preset := fs.String("config", "local", "timing `preset`: lan, wan or local")
 	lively := fs.Bool("lively", true, "change keys and health now and then, so the page has something to show")
-	token := fs.String("token", "", "`token` for writes to the first node's HTTP API")
-	logLevel := fs.String("log-level", "info", "log `level`")
-	var dnsOpts dnsFlags // the first node's DNS server
-	dnsOpts.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: scuttlebutt demo [flags]\n\nRuns a cluster of -nodes nodes on 127.0.0.1 in this process; the first serves the\nweb page and the HTTP API on -http. Ctrl-C stops it (every node leaves).\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), `Usage: scuttlebutt demo [flags]
+
+Runs a cluster of -nodes nodes on 127.0.0.1 in this process; the first serves the
+web page and the HTTP API on -http. Ctrl-C stops it (every node leaves).
+Every flag of scuttlebutt agent applies to the first node; the other nodes
+share its -config, -cluster and keyring and serve no HTTP.
+
+Flags:
+`)
 		fs.PrintDefaults()
 	}
-	if _, err := parseFlags(fs, args, func(string) string { return "" }); err != nil {
+	rest, err := parseFlags(fs, args, func(string) string { return "" })
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
+		fmt.Fprintf(stderr, "scuttlebutt demo: %v\n", err)
 		return exitUsage
 	}
-	if err := dnsOpts.check(); err != nil {
-		fmt.Fprintf(stderr, "scuttlebutt demo: %v\n", err)
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "scuttlebutt demo: unexpected argument %q; see scuttlebutt demo -h\n", rest[0])
 		return exitUsage
 	}
 	if *nodes < 1 || *nodes > 1000 {
@@ -62,13 +75,12 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	if *services <= 0 {
 		*services = max(len(demoServices), *instances/50)
 	}
-	ac := agentConfig{preset: *preset, bind: "127.0.0.1:0", cluster: "demo", logFormat: "text", logLevel: *logLevel, http: *httpAddr}
-	base, err := ac.gossipConfig()
+	base, err := c.gossipConfig()
 	if err != nil {
 		fmt.Fprintf(stderr, "scuttlebutt demo: %v\n", err)
 		return exitUsage
 	}
-	log := ac.logger(stderr)
+	log := c.logger(stderr)
 	quiet := slog.New(slog.DiscardHandler)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -79,35 +91,32 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	defer func() {
 		var wg sync.WaitGroup
 		for _, a := range agents {
-			wg.Add(1)
-			go func() { defer wg.Done(); a.shutdown(true) }()
+			wg.Go(func() { a.shutdown(true) })
 		}
 		wg.Wait()
 	}()
 	for i := range *nodes {
 		cfg := *base
-		cfg.ID = fmt.Sprintf("node-%02d", i+1)
+		ac, alog, libLog := c, log, c.libLogger(stderr, log)
+		if i > 0 {
+			ac, alog, libLog = defaultAgentConfig(), quiet, nil
+			ac.preset, ac.http, ac.dnsOpts.addr.addr = c.preset, "", "" // only the first node serves HTTP and DNS
+			cfg.ID, cfg.BindAddr, cfg.AdvertiseAddr = fmt.Sprintf("node-%02d", i+1), "127.0.0.1:0", ""
+			ac.join = []string{agents[0].node.Addr()}
+			if i > 1 {
+				ac.join = append(ac.join, agents[rand.IntN(i)].node.Addr())
+			}
+		}
 		cfg.InitialState = map[string]string{"role": []string{"frontend", "backend", "storage"}[i%3], "load": "0.00"}
 		for k, v := range records[i] {
 			cfg.InitialState[k] = v
 		}
-		opt := agentOptions{cfg: &cfg, log: quiet}
-		if i == 0 {
-			opt.httpAddr, opt.token, opt.log, opt.dnsOpts = *httpAddr, *token, log, dnsOpts
-		}
-		a, err := startAgent(opt)
+		a, err := ac.launch(&cfg, alog, libLog, stderr)
 		if err != nil {
 			fmt.Fprintf(stderr, "scuttlebutt demo: %v\n", err)
 			return exitError
 		}
 		agents = append(agents, a)
-		if i > 0 {
-			seeds := []string{agents[0].node.Addr()}
-			if i > 1 {
-				seeds = append(seeds, agents[rand.IntN(i)].node.Addr())
-			}
-			a.join(seeds)
-		}
 		go func() {
 			if a.waitDecommission(ctx) {
 				log.Info("demo node decommissioned: leaving", "node", a.node.ID())
@@ -151,6 +160,15 @@ Ctrl-C stops the demo (every node leaves).
 	stop()
 	fmt.Fprintln(stdout, "stopping: every node leaves")
 	return exitOK
+}
+
+// setDefault changes the default of flag name to v.
+func setDefault(fs *flag.FlagSet, name, v string) {
+	f := fs.Lookup(name)
+	f.DefValue = v
+	if err := f.Value.Set(v); err != nil {
+		panic(fmt.Sprintf("default of -%s: %v", name, err)) // a programming error: the defaults are constants
+	}
 }
 
 // demoRecords spreads instances over nodes: records[node][key] = value.

@@ -107,6 +107,16 @@ type dockerFlags struct {
 	container bool
 }
 
+// defaultAgentConfig returns the configuration of an agent given no flag:
+// the default of every agent flag. Whatever starts agents (the agent, the
+// demo, and through them bench-http) starts from these defaults, so that a
+// flag added later has its default everywhere.
+func defaultAgentConfig() agentConfig {
+	var c agentConfig
+	newAgentFlagSet(&c)
+	return c
+}
+
 // newAgentFlagSet returns the flags of `scuttlebutt agent`, bound to c.
 func newAgentFlagSet(c *agentConfig) *flag.FlagSet {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
@@ -222,6 +232,16 @@ func (c *agentConfig) level() (slog.Level, error) {
 func (c *agentConfig) logger(w io.Writer) *slog.Logger {
 	l, _ := c.level()
 	return newLogger(w, c.logFormat, l)
+}
+
+// libLogger returns the library's log: warnings and errors only, unless
+// -log-level is debug, when it is log itself.
+func (c *agentConfig) libLogger(w io.Writer, log *slog.Logger) *slog.Logger {
+	level, _ := c.level()
+	if level <= slog.LevelDebug {
+		return log.With("component", "gossip")
+	}
+	return newLogger(w, c.logFormat, max(level, slog.LevelWarn)).With("component", "gossip")
 }
 
 func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {

@@ -1,7 +1,8 @@
 // Command testapp is the program inside the docker package's test image: an
 // HTTP server whose health the tests can flip, and the image's health check.
 //
-//	/app [-sick]  serve on :8080: GET /health answers 200, or 500 when
+//	/app [-sick] [-addr :PORT]
+//	              serve on :8080 (or -addr): GET /health answers 200, or 500 when
 //	              sick, or nothing when hanging; POST /sick, POST /hang
 //	              and POST /well (neither) flip it; POST /exit exits 3
 //	/app health   exit 0 if GET http://127.0.0.1:8080/health is 200
@@ -23,7 +24,7 @@ import (
 	"time"
 )
 
-const addr = ":8080"
+var addr = ":8080"
 
 var sick, hang atomic.Bool
 
@@ -32,9 +33,12 @@ func main() {
 	if len(args) > 0 && args[0] == "health" {
 		os.Exit(check())
 	}
-	for _, a := range args {
-		if a == "-sick" {
+	for i, a := range args {
+		switch {
+		case a == "-sick":
 			sick.Store(true)
+		case a == "-addr" && i+1 < len(args):
+			addr = args[i+1]
 		}
 	}
 	// PID 1 ignores SIGTERM unless it handles it: exit at once on it, so
