@@ -75,6 +75,7 @@ Registry (docs/daemon.md, "Registry"; no agent needed):
 
 Load test:
   scuttlebutt bench-http [flags]       GET an endpoint as fast as possible; report req/s and latency
+  scuttlebutt bench-dns [flags]        load the agent's DNS server; report queries/s and latency
 
 Tabular commands take -json. Exit codes: 0 ok, 1 error (agent unreachable,
 refused), 2 bad usage, 3 not found (or no healthy host).
@@ -93,6 +94,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runDemo(rest, stdout, stderr)
 	case "bench-http":
 		return runBenchHTTP(rest, stdout, stderr)
+	case "bench-dns":
+		return runBenchDNS(rest, stdout, stderr)
 	case "keygen":
 		return runKeygen(rest, stdout, stderr)
 	case "keys":
