@@ -139,6 +139,7 @@ func (s *server) routes() http.Handler {
 	mux.Handle("POST /v1/keys/{fingerprint}/use", guarded)
 	mux.Handle("DELETE /v1/keys/{fingerprint}", guarded)
 	s.healthWriteRoutes(mux, s.requireWrite)
+	s.consumerRoutes(mux, s.requireWrite)
 
 	return s.recoverer(jsonNotFound(mux))
 }
@@ -441,6 +442,8 @@ func (s *server) checkWritableKey(w http.ResponseWriter, key string) bool {
 		writeError(w, http.StatusBadRequest, "empty key")
 	case strings.HasPrefix(key, decommissionPrefix):
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("keys starting with %q are reserved: use /v1/nodes/{id}/decommission", decommissionPrefix))
+	case strings.HasPrefix(key, docker.MaintPrefix):
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("keys starting with %q are reserved: use /v1/maintenance", docker.MaintPrefix))
 	case strings.HasPrefix(key, scuttlebutt.ReservedPrefix):
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("keys starting with %q are reserved by the library", scuttlebutt.ReservedPrefix))
 	case len(key) > scuttlebutt.MaxKeySize:
