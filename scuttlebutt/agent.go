@@ -98,7 +98,7 @@ func startAgent(opt agentOptions) (*agent, error) {
 		dockerOwned: opt.docker, rolesOwned: opt.rolesOwned, log: log, ctx: watchCtx,
 		checkHosts: true, allowHosts: allowedHosts(opt.httpAddr, opt.httpOpts.allowHosts),
 		maxWatch: opt.httpOpts.maxWatch, maxWatchPerClient: opt.httpOpts.maxWatchPerClient,
-		leaseOpts: opt.leaseOpts.options(cfg.GossipInterval),
+		leaseOpts: opt.leaseOpts.options(cfg.GossipInterval), cluster: cfg.ClusterID,
 	}
 	if cfg.Keyring != nil {
 		so.keys = &keyManager{kr: cfg.Keyring, file: opt.keyring, log: log}

@@ -50,6 +50,9 @@ type server struct {
 	registrations *registrations // services registered by watchers
 	leases        *leaseManager  // start-up leases held for the CLI
 	dnsMetrics    *dnsMetrics    // of the DNS server (dns.go), if any
+	cluster       string         // the cluster ID: the Consul-compatible API's datacenter
+	consulIdx     *consulIndexes // consul.go
+	consulChanges *changeNotifier
 }
 
 type serverOptions struct {
@@ -67,6 +70,7 @@ type serverOptions struct {
 	allowHosts                  []string
 	maxWatch, maxWatchPerClient int // 0: 256 and 32
 	leaseOpts                   lease.Options
+	cluster                     string // the cluster ID
 }
 
 func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *server {
@@ -83,7 +87,7 @@ func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *serv
 		node: n, hub: h, decom: d, log: opt.log, started: time.Now(),
 		services: &servicesCache{node: n, hub: h},
 		token:    opt.token, loopbackOnly: opt.loopbackOnly, maxValue: opt.maxValue,
-		dockerOwned: opt.dockerOwned, rolesOwned: opt.rolesOwned, ctx: opt.ctx, keys: opt.keys,
+		dockerOwned: opt.dockerOwned, rolesOwned: opt.rolesOwned, ctx: opt.ctx, keys: opt.keys, cluster: opt.cluster,
 		watches: newStreamLimit(cmp.Or(opt.maxWatch, 256), cmp.Or(opt.maxWatchPerClient, 32)),
 	}
 	s.checks = newCheckMetrics()
