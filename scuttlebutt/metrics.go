@@ -91,7 +91,7 @@ func newNodeCollector(s *server) *nodeCollector {
 		localKeys:      d("local_keys", "Live keys of this node."),
 		phi:            d("peer_phi", "Failure detector suspicion of each peer (dead above the threshold).", "peer"),
 		services:       d("services", "Services with at least one instance on a live node."),
-		instances:      d("service_instances", "Service instances on live nodes, by service and health (Docker's: healthy, none, starting, unhealthy; checks': passing, failing, starting, expired).", "service", "health"),
+		instances:      d("service_instances", "Service instances on live nodes, by service and health (Docker's: healthy, none, starting, unhealthy; checks': passing, failing, starting, expired; maintenance).", "service", "health"),
 		decommissioned: d("decommissioned_nodes", "Node IDs decommissioned and not cleared."),
 		info:           d("node_info", "This node's ID and address (value 1).", "id", "addr"),
 	}
