@@ -304,7 +304,9 @@ func (s *server) consulBlocking(answer func(consulQuery) any) http.HandlerFunc {
 			if wait > 0 {
 				wait += rand.N(wait/16 + 1)
 			}
-			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + 30*time.Second))
+			rc := http.NewResponseController(w) // the server's 30 s timeouts are for ordinary requests
+			rc.SetWriteDeadline(time.Now().Add(wait + 30*time.Second))
+			rc.SetReadDeadline(time.Time{})
 			deadline := time.NewTimer(wait)
 			defer deadline.Stop()
 		wait:
