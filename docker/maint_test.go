@@ -86,3 +86,28 @@ func TestMaintenanceLabelAndRegistration(t *testing.T) {
 		t.Error("oversized reason accepted")
 	}
 }
+
+// TestMaintenanceLabelOnTheEngine: a container started with the
+// maintenance label is published in maintenance, and again by the adapter
+// of a restarted agent.
+func TestMaintenanceLabelOnTheEngine(t *testing.T) {
+	cli := engine(t)
+	pub := newMemPub(nil)
+	run := runAdapter(t, pub, cli, testOptions(t))
+	id := startContainer(t, spec{publish: true, labels: map[string]string{
+		"scuttlebutt.service":     "web",
+		"scuttlebutt.maintenance": "draining for 1.3",
+	}})
+	key := serviceKey("web", id, 8080, "tcp")
+	inMaint := func() bool {
+		r, ok := pub.of(id)[key]
+		return ok && r.Maint == "draining for 1.3" && !r.Healthy() && r.Verdict(time.Now()) == VerdictMaintenance
+	}
+	eventually(t, 10*time.Second, "the container published in maintenance", inMaint)
+	if err := run.stop(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "withdrawn by the stopped adapter", func() bool { _, ok := pub.of(id)[key]; return !ok })
+	runAdapter(t, pub, cli, testOptions(t))
+	eventually(t, 10*time.Second, "in maintenance again after the restart", inMaint)
+}
