@@ -41,7 +41,9 @@ func TestPrometheusDNSSD(t *testing.T) {
 		exec.Command("ip", "netns", "del", ns).Run()
 		os.RemoveAll(etc)
 	})
-	inNS := func(args ...string) *exec.Cmd { return exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...) }
+	inNS := func(args ...string) *exec.Cmd {
+		return exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	}
 	if out, err := inNS("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		t.Fatalf("lo up: %v %s", err, out)
 	}
