@@ -161,7 +161,8 @@ type dnsIndex struct {
 }
 
 // startDNS starts the agent's DNS server if -dns asks for one. A default
-// address that is taken is a warning, not an error.
+// address that cannot be bound (taken, most often) is a warning, not an
+// error: several agents on one host must keep working.
 func (a *agent) startDNS(f dnsFlags) error {
 	if f.addr.addr == "" {
 		return nil
@@ -171,9 +172,13 @@ func (a *agent) startDNS(f dnsFlags) error {
 	}
 	d, err := newDNSServer(a.srv, f)
 	if err != nil {
-		if !f.addr.explicit && errors.Is(err, syscall.EADDRINUSE) {
-			a.log.Warn("the default DNS address is taken (another agent on this host?): running without DNS; "+
-				"give -dns ADDR to serve it elsewhere, or -dns '' to say so", "dns", f.addr.addr)
+		if !f.addr.explicit {
+			why := "the default DNS address cannot be bound"
+			if errors.Is(err, syscall.EADDRINUSE) {
+				why = "the default DNS address is taken (another agent on this host?)"
+			}
+			a.log.Warn(why+": running without DNS; give -dns ADDR to serve it elsewhere, or -dns '' to say so",
+				"dns", f.addr.addr, "err", err)
 			return nil
 		}
 		return fmt.Errorf("cannot serve DNS on %s: %w; choose another -dns address (or -dns '' to disable it)", f.addr.addr, err)
