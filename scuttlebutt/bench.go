@@ -240,7 +240,7 @@ func benchCluster(stdout, stderr io.Writer, nodes, instances int, preset, path s
 
 	fmt.Fprintf(stdout, "starting an agent process joined to %s\n", seed)
 	agent := exec.Command(exe, "agent", "-id", "bench-agent", "-bind", "127.0.0.1:0", "-http", agentHTTP,
-		"-join", seed, "-cluster", "demo", "-config", preset, "-log-level", "warn")
+		"-join", seed, "-config", preset, "-log-level", "warn")
 	agent.Stdout, agent.Stderr = io.Discard, stderr
 	if err := agent.Start(); err != nil {
 		return err

@@ -27,7 +27,7 @@ var demoServices = []string{"web", "api", "db", "cache", "queue"}
 // runDemo is `scuttlebutt demo`: a small cluster on loopback in one
 // process, the first node serving the web page. The first node takes every
 // agent flag (its defaults changed for one host: -bind 127.0.0.1:0,
-// -config local, -cluster demo, -id node-01); the others share its gossip
+// -config local, -id node-01); the others share its gossip
 // settings and keyring, take the defaults of every other flag, and serve
 // no HTTP.
 func runDemo(args []string, stdout, stderr io.Writer) int {
@@ -35,7 +35,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.register(fs)
-	for name, v := range map[string]string{"bind": "127.0.0.1:0", "config": "local", "cluster": "demo", "id": "node-01"} {
+	for name, v := range map[string]string{"bind": "127.0.0.1:0", "config": "local", "id": "node-01"} {
 		setDefault(fs, name, v)
 	}
 	nodes := fs.Int("nodes", 5, "`number` of nodes")
