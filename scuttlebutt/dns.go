@@ -67,7 +67,7 @@ type dnsFlags struct {
 func (d *dnsFlags) register(fs *flag.FlagSet) {
 	d.addr.addr = defaultDNSAddr
 	fs.Var(&d.addr, "dns", "UDP and TCP `address` of the DNS server (names <service>.service.<domain> and more, see docs/daemon.md); "+
-		"empty disables it. When the default "+defaultDNSAddr+" is taken (another agent on this host) the agent runs without DNS (default "+defaultDNSAddr+")")
+		"empty disables it. When the default cannot be bound (another agent on this host has it) the agent warns and runs without DNS")
 	fs.StringVar(&d.domain, "dns-domain", "scuttlebutt", "DNS `domain` answered; names outside it are refused")
 	fs.DurationVar(&d.ttl, "dns-ttl", 0, "`TTL` of DNS answers (and of negative answers), whole seconds")
 }
