@@ -734,6 +734,9 @@ func (a *Adapter) baseRecords(c container.InspectResponse) map[string]Record {
 			State:     state,
 			Started:   started,
 		}
+		if v, ok := labels[p+".maintenance"]; ok {
+			r.Maint = MaintLabelReason(v)
+		}
 		out[serviceKey(name, c.ID, r.Private, r.Proto)] = r
 	}
 	return out

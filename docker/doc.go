@@ -51,6 +51,8 @@
 //	scuttlebutt.tags=a,b                tags copied into the records
 //	scuttlebutt.export=<label>,<label>  labels copied into the records
 //	scuttlebutt.ignore=true             do not publish the container
+//	scuttlebutt.maintenance=<reason>    start in maintenance (see MaintPrefix):
+//	                                    visible, never healthy
 //
 // Health checks the adapter runs itself, against the container's published
 // address (with UseContainerAddr: its own address and private port):

@@ -90,6 +90,11 @@ type Record struct {
 	// Info is free-form JSON of the publisher (`scuttlebutt watch
 	// --service-info`), passed on as is.
 	Info json.RawMessage `json:"info,omitempty"`
+	// Maint is the reason the instance is in maintenance (draining); empty:
+	// it is not. Set by its publisher (the <prefix>.maintenance label, a
+	// registration's "maintenance"), or by Services from the node's
+	// maintenance keys (see MaintKey).
+	Maint string `json:"maint,omitempty"`
 }
 
 // Check is the verdict of a health check as it travels in a Record.
@@ -108,9 +113,9 @@ func (r Record) Healthy() bool { return r.HealthyAt(time.Now()) }
 
 // HealthyAt reports whether the instance should receive traffic at now:
 // running, its Docker health check passes or it has none, its own Check
-// (if any) is passing, and it has not expired.
+// (if any) is passing, it has not expired, and it is not in maintenance.
 func (r Record) HealthyAt(now time.Time) bool {
-	return r.State == StateRunning && (r.Health == HealthHealthy || r.Health == HealthNone) &&
+	return r.Maint == "" && r.State == StateRunning && (r.Health == HealthHealthy || r.Health == HealthNone) &&
 		(r.Check == nil || r.Check.Status == string(health.Passing)) && !r.ExpiredAt(now)
 }
 
@@ -121,11 +126,14 @@ func (r Record) ExpiredAt(now time.Time) bool {
 	return r.Expires != 0 && now.UnixMilli() >= r.Expires
 }
 
-// Verdict is one word for the instance at now, for people: "expired" when
-// its TTL ran out, else its Check's status (passing, failing, starting)
-// when it has one, else its Health (healthy, none, starting, unhealthy).
+// Verdict is one word for the instance at now, for people: "maintenance"
+// when it is in maintenance, else "expired" when its TTL ran out, else its
+// Check's status (passing, failing, starting) when it has one, else its
+// Health (healthy, none, starting, unhealthy).
 func (r Record) Verdict(now time.Time) string {
 	switch {
+	case r.Maint != "":
+		return VerdictMaintenance
 	case r.ExpiredAt(now):
 		return "expired"
 	case r.Check != nil:
@@ -140,6 +148,8 @@ func (r Record) Verdict(now time.Time) string {
 func (r Record) rank(now time.Time) int {
 	n := 3
 	switch {
+	case r.Maint != "":
+		n = 3
 	case r.ExpiredAt(now), r.Check != nil && r.Check.Status != string(health.Passing) && r.Check.Status != string(health.Starting):
 		n = 3
 	case r.Health == HealthStarting, r.Check != nil && r.Check.Status == string(health.Starting):
@@ -263,6 +273,7 @@ func Services(c Cluster) map[string][]Instance {
 			if err != nil {
 				continue
 			}
+			r.Maint = maintOf(state, r)
 			out[r.Service] = append(out[r.Service], Instance{Node: n.ID, NodeAddr: n.Addr, Key: k, Record: r})
 		}
 	}
@@ -277,7 +288,7 @@ func Services(c Cluster) map[string][]Instance {
 // check, starting, unhealthy (or failing, or expired), then those not
 // running; ties by node ID and key. With onlyHealthy it returns only the
 // instances that are Healthy: running, whose health checks pass or that
-// have none, and not expired.
+// have none, not expired and not in maintenance.
 func Instances(c Cluster, service string, onlyHealthy bool) []Instance {
 	list := Services(c)[service]
 	if !onlyHealthy {

@@ -38,6 +38,7 @@ type Registration struct {
 	Tags    []string        // copied into the record
 	Info    json.RawMessage // free-form JSON copied into the record (ServiceMonitor's --service-info)
 	Started time.Time       // when the instance started; zero: when the registration was first published
+	Maint   string          // maintenance reason copied into the record (see MaintPrefix); empty: not in maintenance
 }
 
 // ErrRegistration is wrapped by the errors of Registration.Validate.
@@ -64,6 +65,8 @@ func (g Registration) Validate() error {
 		return fmt.Errorf("%w: protocol %q: want tcp, udp or sctp", ErrRegistration, g.Proto)
 	case len(g.Info) > 0 && !json.Valid(g.Info):
 		return fmt.Errorf("%w: info is not valid JSON", ErrRegistration)
+	case len(g.Maint) > MaxMaintReason:
+		return fmt.Errorf("%w: maintenance reason of %d bytes, at most %d", ErrRegistration, len(g.Maint), MaxMaintReason)
 	}
 	return nil
 }
@@ -94,6 +97,7 @@ func (g Registration) record() Record {
 	return Record{
 		V: RecordVersion, Service: g.Service, Name: g.ID, Host: g.Host, Port: g.Port, Private: g.Port,
 		Proto: proto, Tags: g.Tags, Info: info, Health: HealthStarting, State: StateRunning, Started: g.Started.Unix(),
+		Maint: g.Maint,
 	}
 }
 

@@ -40,6 +40,7 @@ type agent struct {
 	srv   *server
 	log   *slog.Logger
 	reg   *registrar // -registry, -exec; nil without them
+	dns   *dnsServer // -dns; nil without it
 
 	httpSrv    *http.Server
 	httpLn     net.Listener
@@ -64,6 +65,7 @@ type agentOptions struct {
 	rolesOwned bool // -servers: the role keys belong to the role choice
 	leaseOpts  leaseFlags
 	data       dataFlags // -data-dir
+	dnsOpts    dnsFlags // zero: no DNS server
 }
 
 // startAgent creates the node and starts serving HTTP. It does not join.
@@ -122,7 +124,7 @@ func startAgent(opt agentOptions) (*agent, error) {
 		dockerOwned: opt.docker, rolesOwned: opt.rolesOwned, log: log, ctx: watchCtx,
 		checkHosts: true, allowHosts: allowedHosts(opt.httpAddr, opt.httpOpts.allowHosts),
 		maxWatch: opt.httpOpts.maxWatch, maxWatchPerClient: opt.httpOpts.maxWatchPerClient,
-		leaseOpts: opt.leaseOpts.options(cfg.GossipInterval),
+		leaseOpts: opt.leaseOpts.options(cfg.GossipInterval), cluster: cfg.ClusterID,
 	}
 	if cfg.Keyring != nil {
 		so.keys = &keyManager{kr: cfg.Keyring, file: opt.keyring, log: log}
@@ -181,6 +183,10 @@ func startAgent(opt agentOptions) (*agent, error) {
 		}
 	}
 
+	if err := a.startDNS(opt.dnsOpts); err != nil {
+		a.shutdown(false)
+		return nil, err
+	}
 	if opt.docker {
 		if err := a.startDocker(opt.dockerOpts, maxPacket); err != nil {
 			a.shutdown(false)
@@ -306,6 +312,7 @@ func (a *agent) shutdown(leave bool) error {
 		err = a.node.Close()
 	}
 	a.stopWatch()
+	a.stopDNS()
 	if a.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), httpTimeout)
 		a.httpSrv.Shutdown(ctx)
@@ -341,7 +348,7 @@ func (c *agentConfig) launch(cfg *scuttlebutt.Config, log, libLog *slog.Logger, 
 	a, err := startAgent(agentOptions{
 		cfg: cfg, httpAddr: c.http, token: c.token, docker: c.docker, dockerOpts: c.dockerOpts,
 		log: log, libLog: libLog, keyring: c.encryption.file, httpOpts: c.httpOpts, leaseOpts: c.leaseOpts,
-		rolesOwned: c.registry.servers > 0, data: c.data,
+		rolesOwned: c.registry.servers > 0, data: c.data, dnsOpts: c.dnsOpts,
 	})
 	if err != nil {
 		return nil, err

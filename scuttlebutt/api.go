@@ -49,6 +49,10 @@ type server struct {
 	checks        *checkMetrics  // health checks run on this host
 	registrations *registrations // services registered by watchers
 	leases        *leaseManager  // start-up leases held for the CLI
+	dnsMetrics    *dnsMetrics    // of the DNS server (dns.go), if any
+	cluster       string         // the cluster ID: the Consul-compatible API's datacenter
+	consulIdx     *consulIndexes // consul.go
+	consulChanges *changeNotifier
 }
 
 type serverOptions struct {
@@ -66,6 +70,7 @@ type serverOptions struct {
 	allowHosts                  []string
 	maxWatch, maxWatchPerClient int // 0: 256 and 32
 	leaseOpts                   lease.Options
+	cluster                     string // the cluster ID
 }
 
 func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *server {
@@ -82,11 +87,12 @@ func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *serv
 		node: n, hub: h, decom: d, log: opt.log, started: time.Now(),
 		services: &servicesCache{node: n, hub: h},
 		token:    opt.token, loopbackOnly: opt.loopbackOnly, maxValue: opt.maxValue,
-		dockerOwned: opt.dockerOwned, rolesOwned: opt.rolesOwned, ctx: opt.ctx, keys: opt.keys,
+		dockerOwned: opt.dockerOwned, rolesOwned: opt.rolesOwned, ctx: opt.ctx, keys: opt.keys, cluster: opt.cluster,
 		watches: newStreamLimit(cmp.Or(opt.maxWatch, 256), cmp.Or(opt.maxWatchPerClient, 32)),
 	}
 	s.watches.log = opt.log
 	s.checks = newCheckMetrics()
+	s.dnsMetrics = newDNSMetrics()
 	s.registrations = newRegistrations(n, opt.maxValue, opt.log, opt.ctx)
 	s.leases = newLeaseManager(n, opt.leaseOpts, opt.log, opt.ctx)
 	s.metrics = newMetricsHandler(s)
@@ -139,6 +145,7 @@ func (s *server) routes() http.Handler {
 	mux.Handle("POST /v1/keys/{fingerprint}/use", guarded)
 	mux.Handle("DELETE /v1/keys/{fingerprint}", guarded)
 	s.healthWriteRoutes(mux, s.requireWrite)
+	s.consumerRoutes(mux, s.requireWrite)
 
 	return s.recoverer(literalPaths(jsonNotFound(mux)))
 }

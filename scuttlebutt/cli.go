@@ -375,6 +375,9 @@ func (c *cli) service(name string, healthy bool) int {
 		if health == "" {
 			health = in.Health
 		}
+		if in.Maintenance != "" {
+			health += " (" + in.Maintenance + ")"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", printable(in.Addr), printable(health), printable(in.State), printable(in.Node),
 			printable(in.Name), printable(in.Image))
 	}

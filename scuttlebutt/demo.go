@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -100,7 +101,7 @@ Flags:
 		ac, alog, libLog := c, log, c.libLogger(stderr, log)
 		if i > 0 {
 			ac, alog, libLog = defaultAgentConfig(), quiet, nil
-			ac.preset, ac.http = c.preset, ""
+			ac.preset, ac.http, ac.dnsOpts.addr.addr = c.preset, "", "" // only the first node serves HTTP and DNS
 			cfg.ID, cfg.BindAddr, cfg.AdvertiseAddr = fmt.Sprintf("node-%02d", i+1), "127.0.0.1:0", ""
 			ac.join = []string{agents[0].node.Addr()}
 			if i > 1 {
@@ -149,9 +150,9 @@ Flags:
              scuttlebutt kv set%s greeting hello
              scuttlebutt decommission%s node-02
              curl %sservices.json
-
+%s
 Ctrl-C stops the demo (every node leaves).
-`, *nodes, *instances, url, addr, addr, addr, addr, addr, url)
+`, *nodes, *instances, url, addr, addr, addr, addr, addr, url, demoDNSLine(agents[0]))
 
 	if *lively {
 		go demoLife(ctx, agents, records)
@@ -160,6 +161,15 @@ Ctrl-C stops the demo (every node leaves).
 	stop()
 	fmt.Fprintln(stdout, "stopping: every node leaves")
 	return exitOK
+}
+
+// demoDNSLine is the demo's hint of a DNS query, or nothing without DNS.
+func demoDNSLine(a *agent) string {
+	if a.dns == nil {
+		return ""
+	}
+	host, port, _ := net.SplitHostPort(a.dns.addr)
+	return fmt.Sprintf("             dig @%s -p %s web.service.%s SRV\n", host, port, a.dns.domain)
 }
 
 // setDefault changes the default of flag name to v.

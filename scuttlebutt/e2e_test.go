@@ -94,7 +94,7 @@ type proc struct {
 func startAgentProc(t *testing.T, bin, id string, extra ...string) *proc {
 	t.Helper()
 	args := append([]string{"agent", "-id", id, "-bind", "127.0.0.1:0", "-http", "127.0.0.1:0",
-		"-config", "local", "-log-format", "json"}, extra...)
+		"-config", "local", "-log-format", "json", "-dns", ""}, extra...) // -dns: extra may give one
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "SCUTTLEBUTT_CLUSTER=e2e")
 	stderr, err := cmd.StderrPipe()

@@ -98,6 +98,7 @@ type agentConfig struct {
 	registry   registryFlags
 	leaseOpts  leaseFlags
 	data       dataFlags
+	dnsOpts    dnsFlags
 }
 
 type dockerFlags struct {
@@ -146,6 +147,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	c.registry.register(fs)
 	c.leaseOpts.register(fs)
 	c.data.register(fs)
+	c.dnsOpts.register(fs)
 }
 
 // gossipConfig checks the flags and returns the node's configuration.
@@ -205,6 +207,9 @@ func (c *agentConfig) gossipConfig() (*scuttlebutt.Config, error) {
 		return nil, err
 	}
 	if err := c.leaseOpts.check(); err != nil {
+		return nil, err
+	}
+	if err := c.dnsOpts.check(); err != nil {
 		return nil, err
 	}
 	kr, err := c.encryption.keyring()

@@ -11,9 +11,10 @@
 //	scuttlebutt acquire-lease|release-lease -label NAME -service-id ID
 //	scuttlebutt kv get|set|delete|list ...
 //	scuttlebutt decommission [-clear] ID
+//	scuttlebutt maint -enable|-disable [-service-id ID] [-reason TEXT]
 //	scuttlebutt keygen | keys list|install|use|remove
 //	scuttlebutt registry list -registry URL
-//	scuttlebutt bench-http ...
+//	scuttlebutt bench-http ... | bench-dns ...
 //
 // Every agent flag may be given as an environment variable instead
 // (SCUTTLEBUTT_<FLAG>, e.g. SCUTTLEBUTT_JOIN). See docs/daemon.md for the
@@ -55,6 +56,8 @@ Talking to the local agent (-addr, SCUTTLEBUTT_ADDR; -token, SCUTTLEBUTT_TOKEN):
   scuttlebutt decommission ID          make node ID leave the cluster and stay out
   scuttlebutt decommission -clear ID   let node ID back in
   scuttlebutt decommission -list       list decommissioned IDs
+  scuttlebutt maint -enable|-disable [-service-id ID] [-reason TEXT]
+                                       put this node's services (or one) in maintenance, or take them out
 
 Health checks and start-up leases (as ServiceMonitor's; -h for flags):
   scuttlebutt watch -label NAME -service-id ID -monitor-url URL
@@ -75,6 +78,7 @@ Registry (docs/daemon.md, "Registry"; no agent needed):
 
 Load test:
   scuttlebutt bench-http [flags]       GET an endpoint as fast as possible; report req/s and latency
+  scuttlebutt bench-dns [flags]        load the agent's DNS server; report queries/s and latency
 
 Tabular commands take -json. Exit codes: 0 ok, 1 error (agent unreachable,
 refused), 2 bad usage, 3 not found (or no healthy host).
@@ -106,6 +110,10 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runDemo(rest, stdout, stderr)
 	case "bench-http":
 		return runBenchHTTP(rest, stdout, stderr)
+	case "maint":
+		return runMaint(rest, stdout, stderr)
+	case "bench-dns":
+		return runBenchDNS(rest, stdout, stderr)
 	case "keygen":
 		return runKeygen(rest, stdout, stderr)
 	case "keys":

@@ -91,7 +91,7 @@ func newNodeCollector(s *server) *nodeCollector {
 		localKeys:      d("local_keys", "Live keys of this node."),
 		phi:            d("peer_phi", "Failure detector suspicion of each peer (dead above the threshold).", "peer"),
 		services:       d("services", "Services with at least one instance on a live node."),
-		instances:      d("service_instances", "Service instances on live nodes, by service and health (Docker's: healthy, none, starting, unhealthy; checks': passing, failing, starting, expired).", "service", "health"),
+		instances:      d("service_instances", "Service instances on live nodes, by service and health (Docker's: healthy, none, starting, unhealthy; checks': passing, failing, starting, expired; maintenance).", "service", "health"),
 		decommissioned: d("decommissioned_nodes", "Node IDs decommissioned and not cleared."),
 		info:           d("node_info", "This node's ID and address (value 1).", "id", "addr"),
 	}
@@ -177,5 +177,6 @@ func newMetricsHandler(s *server) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newNodeCollector(s), s.checks.total, s.checks.latency, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(s.dnsMetrics.collectors()...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }

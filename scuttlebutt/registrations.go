@@ -58,6 +58,9 @@ type registrationRequest struct {
 	Info  json.RawMessage `json:"info"`
 	TTL   string          `json:"ttl"` // Go duration; default docker.DefaultTTL
 	Check *reportedCheck  `json:"check"`
+	// Maintenance is a reason: the instance is in maintenance while its
+	// registration says so (maint.go); empty: it is not.
+	Maintenance string `json:"maintenance,omitempty"`
 }
 
 // reportedCheck is a watcher's last check.
@@ -147,7 +150,7 @@ func (r *registrations) report(reg docker.Registration, ttl time.Duration, res h
 // (but for the verdict).
 func sameRegistration(a, b docker.Registration) bool {
 	return a.Service == b.Service && a.ID == b.ID && a.Host == b.Host && a.Port == b.Port && a.Proto == b.Proto &&
-		slices.Equal(a.Tags, b.Tags) && bytes.Equal(a.Info, b.Info)
+		slices.Equal(a.Tags, b.Tags) && bytes.Equal(a.Info, b.Info) && a.Maint == b.Maint
 }
 
 // withdraw deletes a registration; false if there was none.
@@ -224,7 +227,8 @@ func parseRegistration(service, id string, body []byte) (parsedRegistration, err
 	if err := decodeStrict(body, &req); err != nil {
 		return parsedRegistration{}, fmt.Errorf("malformed JSON body: %v", err)
 	}
-	reg := docker.Registration{Service: service, ID: id, Host: req.Host, Port: req.Port, Proto: req.Proto, Tags: req.Tags, Info: req.Info}
+	reg := docker.Registration{Service: service, ID: id, Host: req.Host, Port: req.Port, Proto: req.Proto, Tags: req.Tags, Info: req.Info,
+		Maint: req.Maintenance}
 	if string(reg.Info) == "null" {
 		reg.Info = nil
 	}

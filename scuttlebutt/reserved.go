@@ -29,6 +29,7 @@ type reservedKey struct {
 var reservedKeys = []reservedKey{
 	{prefix: scuttlebutt.ReservedPrefix, owner: "the library"},
 	{prefix: decommissionPrefix, owner: "decommissions: use POST /v1/nodes/{id}/decommission (scuttlebutt decommission)"},
+	{prefix: docker.MaintPrefix, owner: "maintenance: use PUT /v1/maintenance[/{id}] (scuttlebutt maint)"},
 	{prefix: lease.Prefix, owner: "start-up leases: use POST /v1/leases/{label}/{id} (scuttlebutt acquire-lease)"},
 	{prefix: roleKey, exact: true, owner: "the role choice (-registry with -servers)"},
 	{prefix: bootstrapKey, exact: true, owner: "the role choice (-registry with -servers)"},

@@ -109,6 +109,9 @@ type instanceView struct {
 	Expires *time.Time      `json:"expires,omitempty"`
 	Expired bool            `json:"expired,omitempty"`
 	Info    json.RawMessage `json:"info,omitempty"`
+	// Maintenance is the reason the instance is in maintenance (verdict
+	// "maintenance", never healthy); empty: it is not.
+	Maintenance string `json:"maintenance,omitempty"`
 }
 
 func toInstanceView(in docker.Instance, now time.Time) instanceView {
@@ -118,7 +121,7 @@ func toInstanceView(in docker.Instance, now time.Time) instanceView {
 		Health: in.Health, State: in.State, Healthy: in.HealthyAt(now),
 		Container: in.Container, Name: in.Name, Image: in.Image, Tags: in.Tags,
 		Labels: in.Labels, Started: in.Started, Key: in.Key,
-		Verdict: in.Verdict(now), Expired: in.ExpiredAt(now), Info: in.Info,
+		Verdict: in.Verdict(now), Expired: in.ExpiredAt(now), Info: in.Info, Maintenance: in.Maint,
 	}
 	addCheck(&v, in.Record)
 	return v

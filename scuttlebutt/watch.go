@@ -54,6 +54,7 @@ type watchConfig struct {
 	rise, fall       int
 	ttl              time.Duration
 	logLevel         string
+	maintenance      string
 }
 
 func (w *watchConfig) register(fs *flag.FlagSet) {
@@ -78,6 +79,7 @@ func (w *watchConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&w.rise, "rise", docker.DefaultRise, "`n` successful checks in a row make the service passing")
 	fs.IntVar(&w.fall, "fall", docker.DefaultFall, "`n` failed checks in a row make the service failing")
 	fs.DurationVar(&w.ttl, "ttl", 0, "`time` the published verdict stays valid without a report (default: 30s, or 3 intervals if longer)")
+	fs.StringVar(&w.maintenance, "maintenance", "", "register the instance in maintenance with this `reason`: visible, never healthy (kept across agent restarts)")
 	fs.StringVar(&w.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 }
 
@@ -247,7 +249,7 @@ func (wt *watchRun) run(ctx context.Context, chk health.Checker, cfg health.Conf
 	}
 	wt.c.do("GET", "/healthz", nil, nil, &hz) // an unreachable agent is reported by the first PUT
 	host, port := w.address(hz.Addr)
-	wt.body = registrationRequest{Host: host, Port: port, TTL: w.ttl.String()}
+	wt.body = registrationRequest{Host: host, Port: port, TTL: w.ttl.String(), Maintenance: w.maintenance}
 	if w.serviceInfo != "" {
 		wt.body.Info = json.RawMessage(w.serviceInfo)
 	}

@@ -48,6 +48,7 @@ import (
 //	elasticsearch            an image built FROM scratch here (nothing can be
 //	                         pulled): an HTTP server on :9200 answering /health
 //	-p 9200:9200             -p 127.0.0.1::9200 (any free host port)
+//	-p 8600                  the port of the demo's DNS server (-dns, a free port)
 //	the benchmarks           the same programs and flags on tiny sizes
 //
 // The CLI reaches the agent under test through SCUTTLEBUTT_ADDR, as README
@@ -137,6 +138,7 @@ var readmeSteps = []readmeStep{
 	{`scuttlebutt agent -registry file:///shared/dir`, (*readmeRun).fileRegistryAgent},
 	{`scuttlebutt keygen > /etc/scuttlebutt/key`, (*readmeRun).keygen},
 	{`scuttlebutt agent -encrypt "$(cat /etc/scuttlebutt/key)" -keyring-file /var/lib/scuttlebutt/keyring.json -join 10.0.0.2:8119`, (*readmeRun).encryptedAgent},
+	{`dig @127.0.0.1 -p 8600 web.service.scuttlebutt SRV`, (*readmeRun).digWeb},
 	{`make image && docker-compose up -d`, (*readmeRun).composeUp},
 	{`docker-compose down`, (*readmeRun).composeDown},
 	{`docker run -d -p 9200:9200 -l scuttlebutt.service=es -l scuttlebutt.check.http=/health -l scuttlebutt.check.interval=5s elasticsearch`, (*readmeRun).dockerRunES},
@@ -270,6 +272,7 @@ type readmeRun struct {
 
 	demoProc, host1, watchProc *readmeProc
 	demoHTTP, host1HTTP        string
+	demoDNS                    string
 	bucket                     string
 	esContainer                string
 	composeProject             string
@@ -488,7 +491,10 @@ func readmeFreeAddr(t *testing.T) string {
 
 func (r *readmeRun) demo(cmd string) {
 	r.demoHTTP = readmeFreeAddr(r.t)
-	r.demoProc = r.background(cmd + " -http " + r.demoHTTP + " -lively=false")
+	r.demoDNS = readmeFreeAddr(r.t) // TCP's free port; UDP's too, almost surely (the demo fails at start if not)
+	_, dnsPort, _ := net.SplitHostPort(r.demoDNS)
+	r.subs["-p 8600"] = "-p " + dnsPort
+	r.demoProc = r.background(cmd + " -http " + r.demoHTTP + " -dns " + r.demoDNS + " -lively=false")
 	want := []string{"node-01", "node-02", "node-03", "node-04", "node-05"}
 	base := "http://" + r.demoHTTP
 	waitFor(r.t, 30*time.Second, "the demo's five nodes alive on its page's API", func() bool {
@@ -510,6 +516,15 @@ func (r *readmeRun) demo(cmd string) {
 	})
 	ns, _ := readmeNodes(base)
 	r.subs["10.0.0.2:8119"] = ns["node-01"].Addr
+}
+
+// digWeb asks the demo's DNS server for the SRV records of web: its two
+// instances.
+func (r *readmeRun) digWeb(cmd string) {
+	out := r.mustSh(cmd, 10*time.Second)
+	if n := strings.Count(out, "\tIN\tSRV\t"); n != 2 || !strings.Contains(out, "status: NOERROR") {
+		r.t.Errorf("dig web.service.scuttlebutt SRV on the demo: %d SRV records, want 2:\n%s", n, out)
+	}
 }
 
 func (r *readmeRun) agentHost1(cmd string) {
