@@ -65,7 +65,7 @@ type agentOptions struct {
 	rolesOwned bool // -servers: the role keys belong to the role choice
 	leaseOpts  leaseFlags
 	data       dataFlags // -data-dir
-	dnsOpts    dnsFlags // zero: no DNS server
+	dnsOpts    dnsFlags  // zero: no DNS server
 }
 
 // startAgent creates the node and starts serving HTTP. It does not join.
