@@ -85,7 +85,8 @@ func TestDNSEndToEnd(t *testing.T) {
 		tj, _ := json.Marshal(tags)
 		rec := fmt.Sprintf(`{"v":1,"svc":%q,"name":%q,"host":%q,"port":%d,"priv":%d,"proto":"tcp","tags":%s,"health":"healthy","state":"running"}`,
 			svc, name, host, port, port, tj)
-		p.mustRequest("PUT", "/v1/kv/svc/"+svc+"/"+name, rec, 200)
+		p.mustRequest("PUT", fmt.Sprintf("/v1/kv/svc/%s/%s/%d/tcp", svc, name, port), rec, 200) // the Docker adapter's key
+
 	}
 	put(a1, "web", "web-1", "127.0.0.11", 8080, "blue")
 	put(a2, "web", "web-2", "127.0.0.12", 8081, "green")

@@ -64,7 +64,7 @@ func TestPrometheusDNSSD(t *testing.T) {
 	for i, port := range []int{8081, 8082} {
 		rec := fmt.Sprintf(`{"v":1,"svc":"web","name":"web-%d","host":"127.0.0.%d","port":%d,"priv":%d,"proto":"tcp","health":"healthy","state":"running"}`,
 			i+1, 61+i, port, port)
-		if out, err := cli("kv", "set", fmt.Sprintf("svc/web/web-%d", i+1), rec); err != nil {
+		if out, err := cli("kv", "set", fmt.Sprintf("svc/web/web-%d/%d/tcp", i+1, port), rec); err != nil {
 			t.Fatalf("kv set: %v %s", err, out)
 		}
 	}
