@@ -192,7 +192,11 @@ type PublishOptions struct {
 	// MaxValueSize bounds the encoded record. Default 888, the value limit
 	// of a node with the default 1400-byte packets.
 	MaxValueSize int
-	// Now is the clock; nil: time.Now.
+	// Now is the wall clock of the times written into the record (its
+	// expiry for old readers, the check's time, the start); nil: the
+	// publisher's Now if it has one (a *scuttlebutt.Node: its
+	// Config.Clock), else time.Now. When to rewrite is timed on the local
+	// monotonic clock, never on Now.
 	Now func() time.Time
 }
 
@@ -229,6 +233,9 @@ func NewPublication(pub Publisher, reg Registration, opt PublishOptions) (*Publi
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
+		if c, ok := pub.(scuttlebutt.Clock); ok {
+			opt.Now = c.Now
+		}
 	}
 	if reg.Started.IsZero() {
 		reg.Started = opt.Now()

@@ -342,6 +342,10 @@ func runAgent(args []string, stderr io.Writer) int {
 	if cfg.ID == "" {
 		cfg.ID = randomID()
 	}
+	if cfg.Clock, err = testClock(os.Getenv, time.Now()); err != nil {
+		fmt.Fprintf(stderr, "scuttlebutt agent: %v\n", err)
+		return exitUsage
+	}
 	log := c.logger(stderr)
 	level, _ := c.level()
 	libLog := newLogger(stderr, c.logFormat, max(level, slog.LevelWarn)).With("component", "gossip")

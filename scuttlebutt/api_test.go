@@ -31,6 +31,9 @@ type fakeNode struct {
 	state map[string]map[string]string
 }
 
+// Now is the host's clock.
+func (f *fakeNode) Now() time.Time { return time.Now() }
+
 func newFakeNode(id string, peers ...string) *fakeNode {
 	f := &fakeNode{id: id, infos: map[string]scuttlebutt.NodeInfo{}, state: map[string]map[string]string{}}
 	for i, p := range append([]string{id}, peers...) {

@@ -122,7 +122,11 @@ func (d *decommissions) heard(from, key, value string) {
 // set writes a marker for id from this node: decommission, or clear.
 func (d *decommissions) set(id string, cleared bool) (marker, error) {
 	d.mu.Lock()
-	m := marker{At: time.Now().UnixNano(), By: d.self, Cleared: cleared}
+	now := time.Now()
+	if d.node != nil {
+		now = d.node.Now()
+	}
+	m := marker{At: now.UnixNano(), By: d.self, Cleared: cleared}
 	if cur, ok := d.known[id]; ok && cur.At >= m.At {
 		m.At = cur.At + 1 // a clock behind the marker's writer must still win
 	}

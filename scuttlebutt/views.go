@@ -29,6 +29,7 @@ type clusterNode interface {
 	Nodes() []scuttlebutt.NodeInfo
 	NodeInfo(nodeID string) (scuttlebutt.NodeInfo, bool)
 	Stats() scuttlebutt.Stats
+	Now() time.Time // the wall clock of every time written into state
 }
 
 var _ clusterNode = (*scuttlebutt.Node)(nil)
