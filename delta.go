@@ -107,7 +107,11 @@ func (c *Core) buildDeltas(reqs []deltaRequest, budget int) ([]nodeDelta, int) {
 
 // applyDelta applies one node's delta from a peer.
 func (c *Core) applyDelta(now time.Time, d *nodeDelta) {
-	if d.ID == c.id || d.ID == "" {
+	if d.ID == c.id {
+		c.outlive(d.Gen) // a previous life of this node, if higher (generation.go)
+		return
+	}
+	if d.ID == "" {
 		return
 	}
 	if r, ok := c.removed[d.ID]; ok && d.Gen <= r.gen {
