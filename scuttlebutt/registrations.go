@@ -125,6 +125,9 @@ func (r *registrations) report(reg docker.Registration, ttl time.Duration, res h
 		if cur == nil {
 			r.log.Info("service registered", "service", reg.Service, "id", reg.ID, "addr", net.JoinHostPort(reg.Host, strconv.Itoa(reg.Port)), "ttl", ttl)
 		}
+		if cur != nil {
+			cur.pub.Stop() // replaced: the new one expires the record
+		}
 		cur = &registration{reg: reg, pub: p}
 	}
 	written, rec, err := cur.pub.Report(res)
