@@ -154,20 +154,24 @@ func running(t *testing.T, nodes []*scuttlebutt.Node, opt Options) []*Leases {
 // Ten candidates on five nodes race for a label, fifty times (five labels
 // at a time): never two holders at once, and every candidate holds it.
 func TestTenCandidatesTakeTurns(t *testing.T) {
-	takeTurns(t, cluster(t, 5), Options{Poll: 10 * time.Millisecond})
+	takeTurns(t, cluster(t, 5), Options{Poll: 10 * time.Millisecond}, 0, 20*time.Millisecond)
 }
 
-// The same with the five nodes' clocks spread over ±10 minutes: the clocks
-// change nothing (a candidate whose clock is behind does not jump the
-// queue, and no rule waits for clocks to agree).
+// The same with the five nodes' clocks spread over ±10 minutes, the
+// candidates arriving 60 ms apart, each on a node whose clock is behind
+// the last one's, and holding for 150 ms: the clocks change nothing (a
+// late candidate whose clock is behind does not jump the queue while the
+// lease is held, and no rule waits for clocks to agree).
 func TestLeaseClockSkew(t *testing.T) {
-	takeTurns(t, skewedCluster(t, []time.Duration{-10 * time.Minute, -5 * time.Minute, 0, 5 * time.Minute, 10 * time.Minute}), Options{Poll: 10 * time.Millisecond})
+	nodes := skewedCluster(t, []time.Duration{10 * time.Minute, 5 * time.Minute, 0, -5 * time.Minute, -10 * time.Minute})
+	takeTurns(t, nodes, Options{Poll: 10 * time.Millisecond}, 60*time.Millisecond, 150*time.Millisecond)
 }
 
 // takeTurns races ten candidates on nodes for a label, fifty times (five
-// labels at a time): the holders are counted at every grant and release;
+// labels at a time), candidate c asking stagger×c after the start and
+// holding for hold: the holders are counted at every grant and release;
 // never two at once, and every candidate holds the lease once.
-func takeTurns(t *testing.T, nodes []*scuttlebutt.Node, opt Options) {
+func takeTurns(t *testing.T, nodes []*scuttlebutt.Node, opt Options, stagger, hold time.Duration) {
 	leases := running(t, nodes, opt)
 	const reps, parallel, candidates = 50, 5, 10
 	for batch := 0; batch < reps; batch += parallel {
@@ -185,6 +189,7 @@ func takeTurns(t *testing.T, nodes []*scuttlebutt.Node, opt Options) {
 					defer wg.Done()
 					ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 					defer cancel()
+					time.Sleep(time.Duration(c) * stagger) // the candidates' arrivals
 					if err := l.Acquire(ctx, label, id); err != nil {
 						t.Errorf("%s %s: %v", label, id, err)
 						return
@@ -196,7 +201,7 @@ func takeTurns(t *testing.T, nodes []*scuttlebutt.Node, opt Options) {
 					}
 					served[id]++
 					mu.Unlock()
-					time.Sleep(20 * time.Millisecond) // the holder's service starting
+					time.Sleep(hold) // the holder's service starting
 					mu.Lock()
 					holders--
 					mu.Unlock()

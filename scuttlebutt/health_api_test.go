@@ -189,8 +189,9 @@ func awaitLease(t *testing.T, ts *testServer, label, id, state string) leaseView
 // the queue; the holder's health passing releases it and the second holds;
 // release-lease and the maximum hold time end a hold too.
 func TestLeaseAPI(t *testing.T) {
-	ts := newTestServer(t, serverOptions{loopbackOnly: true,
-		leaseOpts: lease.Options{Spread: 50 * time.Millisecond, Skew: time.Millisecond, Poll: 10 * time.Millisecond}})
+	opt := lease.Options{Poll: 10 * time.Millisecond}
+	ts := newTestServer(t, serverOptions{loopbackOnly: true, leaseOpts: opt})
+	ts.ackAsPeers(t, opt, "n2", "n3")
 	if code, body := ts.do(t, "POST", "/v1/leases/es/es-1", "", ""); code != 201 || !strings.Contains(body, `"state": "waiting"`) {
 		t.Fatalf("acquire: %d %s", code, body)
 	}
