@@ -68,6 +68,9 @@ func startAgent(opt agentOptions) (*agent, error) {
 	cfg := *opt.cfg
 	log := opt.log
 	h := newHub()
+	if cfg.Clock != nil {
+		h.now = cfg.Clock.Now
+	}
 	d := newDecommissions(cfg.ID, log)
 	sub := &subscriber{hub: h, decom: d, log: log}
 	cfg.NodeSubscriber = sub

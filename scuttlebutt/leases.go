@@ -146,11 +146,11 @@ func (m *leaseManager) viewLocked(r *leaseRequest) leaseView {
 		MaxHold: r.maxHold.String(), Settle: m.leases.Settle().String(), Position: -1, Queue: toQueue(q),
 	}
 	if !r.heldSince.IsZero() {
-		t := r.heldSince.UTC()
+		t := wallOf(m.node, r.heldSince).UTC()
 		v.HeldSince = &t
 	}
 	if !r.endedAt.IsZero() {
-		t := r.endedAt.UTC()
+		t := wallOf(m.node, r.endedAt).UTC()
 		v.EndedAt = &t
 	}
 	for i, e := range q {

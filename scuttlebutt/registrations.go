@@ -207,7 +207,7 @@ func (r *registrations) list() []registrationView {
 	out := make([]registrationView, 0, len(r.regs))
 	for key, cur := range r.regs {
 		out = append(out, registrationView{Service: cur.reg.Service, ID: cur.reg.ID, Key: key,
-			TTL: cur.pub.TTL().String(), LastReport: cur.last.UTC(), Record: cur.record})
+			TTL: cur.pub.TTL().String(), LastReport: wallOf(r.pub, cur.last).UTC(), Record: cur.record})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out

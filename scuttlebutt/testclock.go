@@ -18,6 +18,26 @@ import (
 // seconds after the start.
 const testClockEnv = "SCUTTLEBUTT_TEST_CLOCK_OFFSET"
 
+// wallNow returns the time by clock now, or the host's for nil.
+func wallNow(clock func() time.Time) time.Time {
+	if clock == nil {
+		return time.Now()
+	}
+	return clock()
+}
+
+// wallOf returns when a local event at t (a time.Now with its monotonic
+// reading) happened by the wall clock of n (a scuttlebutt.Clock, such as
+// the node; else the host's): what the API shows, so that every time an
+// agent shows is by its one clock (scuttlebutt.Config.Clock).
+func wallOf(n any, t time.Time) time.Time {
+	c, ok := n.(scuttlebutt.Clock)
+	if !ok {
+		return t
+	}
+	return c.Now().Add(-time.Since(t))
+}
+
 // clockStep is one offset of a test clock, in force from after.
 type clockStep struct {
 	after, offset time.Duration
