@@ -43,3 +43,19 @@ func TestAgentClockSkewEnv(t *testing.T) {
 		}
 	}
 }
+
+// Local events are shown by the agent's clock: wallOf moves a monotonic
+// time onto it; without a clock it is the host's.
+func TestWallOfClockSkew(t *testing.T) {
+	c, err := testClock(func(string) string { return "-10m" }, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(-time.Second)
+	if d := at.Sub(wallOf(c, at)); d < 10*time.Minute-time.Second || d > 10*time.Minute+time.Second {
+		t.Errorf("shown %v before the host's time, want 10m", d)
+	}
+	if got := wallOf(struct{}{}, at); !got.Equal(at) {
+		t.Errorf("without a clock: %v, want %v", got, at)
+	}
+}
