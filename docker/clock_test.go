@@ -36,12 +36,12 @@ func healthyAt(n *scuttlebutt.Node) map[string]bool {
 }
 
 // Three nodes whose clocks are 10 minutes behind, right, and 10 minutes
-// ahead each publish a checked service with a TTL of 1 s: every node sees
+// ahead each publish a checked service with a TTL of 2 s: every node sees
 // all three healthy while their checks pass, and a service whose checker
 // falls silent expires on every node within the TTL plus the spread —
 // whatever the clocks of its publisher and of the reader.
 func TestRecordClockSkew(t *testing.T) {
-	const ttl = time.Second
+	const ttl = 2 * time.Second // 20 reports: a stall of a loaded machine does not expire it
 	net := memnet.New()
 	offsets := []time.Duration{-10 * time.Minute, 0, 10 * time.Minute}
 	var nodes []*scuttlebutt.Node
@@ -101,8 +101,8 @@ func TestRecordClockSkew(t *testing.T) {
 		return true
 	}
 	waitUntil(t, 5*time.Second, "three healthy services on every node", all)
-	// Healthy everywhere for three TTLs while the checks pass.
-	for end := time.Now().Add(3 * ttl); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+	// Healthy everywhere for two TTLs while the checks pass.
+	for end := time.Now().Add(2 * ttl); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		for _, n := range nodes {
 			if h := healthyAt(n); len(h) != 3 {
 				t.Fatalf("%s sees healthy %v while every check passes", n.ID(), h)
