@@ -94,3 +94,48 @@ func TestNodeClockSkewRestartGeneration(t *testing.T) {
 	}
 	t.Logf("back everywhere %v after seeding", time.Since(joined).Round(time.Millisecond))
 }
+
+// The same after the old life was removed: the cluster remembers it (its
+// generation) for twice RemoveAfter, and the join's full state carries that
+// memory, so the node still takes a generation above it at once.
+func TestNodeClockSkewRestartAfterRemoval(t *testing.T) {
+	net := memnet.New()
+	short := func(c *scuttlebutt.Config) { c.RemoveAfter = 2 * time.Second } // remembered for 4 s after removal
+	a := memNode(t, net, "a", short)
+	b := memNode(t, net, "b", short)
+	c := memNode(t, net, "c", short)
+	for _, n := range []*scuttlebutt.Node{b, c} {
+		if err := n.Seed([]string{a.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []*scuttlebutt.Node{a, b} {
+		waitFor(t, 5*time.Second, "c alive at "+n.ID(), func() bool {
+			ni, ok := n.NodeInfo("c")
+			return ok && ni.Status == scuttlebutt.StatusAlive
+		})
+	}
+	oldGen := c.Generation()
+	c.Close()
+	for _, n := range []*scuttlebutt.Node{a, b} {
+		waitFor(t, 10*time.Second, "c removed at "+n.ID(), func() bool { _, ok := n.NodeInfo("c"); return !ok })
+	}
+	c2 := memNode(t, net, "c", func(cfg *scuttlebutt.Config) {
+		short(cfg)
+		cfg.Clock = offset(-time.Hour)
+		cfg.InitialState = map[string]string{"new": "2"}
+	})
+	if err := c2.Seed([]string{a.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*scuttlebutt.Node{a, b} {
+		waitFor(t, 1500*time.Millisecond, "the restarted c alive with its new key at "+n.ID(), func() bool {
+			ni, ok := n.NodeInfo("c")
+			v, _ := n.Lookup("c", "new")
+			return ok && ni.Status == scuttlebutt.StatusAlive && v == "2"
+		})
+	}
+	if g := c2.Generation(); g <= oldGen {
+		t.Errorf("generation %d after joining, want above %d", g, oldGen)
+	}
+}
