@@ -110,3 +110,65 @@ func TestDaemonClockSkew(t *testing.T) {
 		}
 	}
 }
+
+// Five agents joining through a registry (S3 on gofakes3, and a
+// directory), with clocks from 10 minutes ahead (r1, the one that purges)
+// to 10 minutes behind: they form one cluster with exactly three servers,
+// one bootstrapping, and no agent purges a live heartbeat: every entry
+// stays in the registry, live, through two expiries.
+func TestRegistryAgentsClockSkew(t *testing.T) {
+	bin := binary(t)
+	for _, kind := range []string{"s3", "file"} {
+		t.Run(kind, func(t *testing.T) {
+			const expiry = 4 * time.Second
+			st := newRegStore(t, kind)
+			offsets := []string{"10m", "5m", "0", "-5m", "-10m"}
+			ids := []string{"r1", "r2", "r3", "r4", "r5"}
+			var all []*proc
+			for i, id := range ids {
+				p := startAgentProcEnv(t, bin, id, []string{testClockEnv + "=" + offsets[i]},
+					"-registry", st.url, "-registry-expiry", expiry.String(), "-servers", "3")
+				eventually(t, 20*time.Second, id+" chooses its role", func() bool { _, ok := p.logLine("role chosen"); return ok })
+				all = append(all, p)
+			}
+			for _, p := range all {
+				eventually(t, 20*time.Second, p.id+" sees five live nodes", func() bool {
+					ns := p.nodes()
+					for _, id := range ids {
+						if ns[id].Status != "alive" {
+							return false
+						}
+					}
+					return true
+				})
+			}
+			servers, boot := 0, 0
+			for _, n := range all[2].nodes() {
+				if n.Role == "server" {
+					servers++
+				}
+				if n.Bootstrap {
+					boot++
+				}
+			}
+			if servers != 3 || boot != 1 {
+				t.Fatalf("%d servers, %d bootstrapping; want 3 and 1", servers, boot)
+			}
+			for end := time.Now().Add(2 * expiry); time.Now().Before(end); time.Sleep(200 * time.Millisecond) { // polling interval
+				es := st.list(t)
+				beats, fresh := 0, 0
+				for _, e := range es {
+					if !e.IsSlot() {
+						beats++
+						if e.Aged && e.Age < expiry { // by the store's clock
+							fresh++
+						}
+					}
+				}
+				if beats != len(ids) || fresh != len(ids) {
+					t.Fatalf("%d heartbeats in the registry, %d younger than the expiry by the store's clock; want %d: %+v", beats, fresh, len(ids), es)
+				}
+			}
+		})
+	}
+}
