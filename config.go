@@ -113,9 +113,17 @@ type Config struct {
 	StreamTimeout time.Duration
 
 	// Generation, if not zero, is this incarnation's generation. Zero: the
-	// current Unix time in nanoseconds, so a restarted node always comes
-	// back with a higher generation as long as the clock does not go back.
+	// current Unix time in nanoseconds by Clock, so a restarted node comes
+	// back with a higher generation. If the clock went back meanwhile, the
+	// node learns the generation the cluster remembers for its ID when it
+	// joins, and takes the next one above it.
 	Generation uint64
+
+	// Clock is the wall clock: the default Generation, and Node.Now, which
+	// the packages built on a node (docker, lease, the daemon) use for
+	// every time they write into state. Nil: the host's clock. Durations
+	// are never measured on it (see Clock).
+	Clock Clock
 
 	// RandSeed seeds the node's random choices (peers, tie breaks).
 	// Zero: a random seed.

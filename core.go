@@ -778,6 +778,7 @@ func (c *Core) FullState() ([]byte, error) {
 		}
 		m.Deltas = append(m.Deltas, d)
 	}
+	m.Digest = c.appendRemoved(m.Digest) // generation.go
 	var buf bytes.Buffer
 	b, err := m.encode(&buf)
 	if err == nil && len(b)+EnvelopeOverhead > maxStreamSize {
@@ -810,5 +811,6 @@ func (c *Core) StepFull(now time.Time, data []byte) (string, error) {
 		return "", err
 	}
 	c.applyDeltas(now, m)
+	c.outliveRemoved(m.Digest) // generation.go
 	return m.From, nil
 }

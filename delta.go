@@ -130,7 +130,11 @@ func (c *Core) applyDelta(now time.Time, d *nodeDelta) {
 
 // applyEntries applies the entries of one node's delta from a peer.
 func (c *Core) applyEntries(now time.Time, d *nodeDelta) {
-	if d.ID == c.id || d.ID == "" {
+	if d.ID == c.id {
+		c.outlive(d.Gen) // a previous life of this node, if higher (generation.go)
+		return
+	}
+	if d.ID == "" {
 		return
 	}
 	if r, ok := c.removed[d.ID]; ok {

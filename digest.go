@@ -139,6 +139,7 @@ func (c *Core) compare(e digestEntry) (req deltaRequest, send bool, want digestE
 // unknown): a thousand-node digest costs one map lookup per entry.
 func (c *Core) comparePeer(e digestEntry, p *peerState) (req deltaRequest, send bool, want digestEntry, wanted bool) {
 	if e.ID == c.id {
+		c.outlive(e.Gen) // a previous life of this node, if higher (generation.go)
 		req, send = c.deltaFor(c.self, e)
 		return req, send, want, false
 	}

@@ -97,7 +97,9 @@ func TestCompare(t *testing.T) {
 		{name: "own state behind", e: digestEntry{ID: "a", Gen: 1, MaxVersion: 1}, send: true, from: 1},
 		{name: "own state same", e: digestEntry{ID: "a", Gen: 1, MaxVersion: 2}},
 		{name: "own state ahead", e: digestEntry{ID: "a", Gen: 1, MaxVersion: 9}},
-		{name: "own newer generation", e: digestEntry{ID: "a", Gen: 2, MaxVersion: 9}},
+		// A previous life of this node with a higher generation: this
+		// node takes the next one and sends its whole state (generation.go).
+		{name: "own newer generation", e: digestEntry{ID: "a", Gen: 2, MaxVersion: 9}, send: true, unk: true},
 		{name: "removed", e: digestEntry{ID: "gone", Gen: 5, MaxVersion: 9}},
 	}
 	for _, tt := range tests {
@@ -109,6 +111,9 @@ func TestCompare(t *testing.T) {
 		if send && (req.from != tt.from || req.reset != tt.reset || req.unknown != tt.unk || req.p.id != tt.e.ID) {
 			t.Errorf("%s: request %+v", tt.name, req)
 		}
+	}
+	if c.Generation() != 3 {
+		t.Errorf("generation %d after hearing of generation 2 of this node, want 3", c.Generation())
 	}
 	// A removed node back with a higher version is known again.
 	if _, _, _, wanted := c.compare(digestEntry{ID: "gone", Gen: 5, MaxVersion: 10}); !wanted {

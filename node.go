@@ -68,6 +68,10 @@ func Create(cfg *Config) (*Node, error) {
 	} else if addr == "" {
 		addr = tr.Addr()
 	}
+	full.Clock = clockOr(full.Clock)
+	if full.Generation == 0 {
+		full.Generation = uint64(full.Clock.Now().UnixNano())
+	}
 	core, err := NewCore(&full, addr, time.Now())
 	if err != nil {
 		tr.Close()
@@ -111,8 +115,17 @@ func (n *Node) Addr() string { return n.addr }
 // while the node runs: that is how keys are rotated.
 func (n *Node) Keyring() *Keyring { return n.cfg.Keyring }
 
-// Generation returns this incarnation's generation.
-func (n *Node) Generation() uint64 { return n.core.Generation() }
+// Generation returns this incarnation's generation. It rises once after
+// joining if the cluster remembered a higher one for this node's ID.
+func (n *Node) Generation() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.core.Generation()
+}
+
+// Now returns the wall-clock time by Config.Clock: the one source of the
+// times written into state by the packages built on a node.
+func (n *Node) Now() time.Time { return n.cfg.Clock.Now() }
 
 // do runs f on the core under the lock, then sends what it produced and
 // queues its events. Events are queued under the lock, so they keep the

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scuttlebutt-go/scuttlebutt"
 	"github.com/scuttlebutt-go/scuttlebutt/health"
 )
 
@@ -182,7 +183,7 @@ func (a *Adapter) ensureCheck(cid string, spec checkSpec, specErr error) *contai
 		a.checks[cid] = cc
 		return cc
 	}
-	cc.verdict.observe(health.Result{Status: health.Starting}, time.Now())
+	cc.verdict.observe(health.Result{Status: health.Starting}, time.Now(), a.now())
 	a.checks[cid] = cc
 	if a.runCtx == nil { // not running (unit tests of records): no check
 		close(cc.done)
@@ -243,13 +244,22 @@ func (a *Adapter) onCheckResult(cr checkResult) {
 	if cr.res.Changed {
 		a.log.Info("health check verdict", "container", cc.cid, "status", string(cr.res.Status), "output", cr.res.Output)
 	}
-	if !cc.verdict.observe(cr.res, time.Now()) || !a.downSince.IsZero() {
+	if !cc.verdict.observe(cr.res, time.Now(), a.now()) || !a.downSince.IsZero() {
 		return
 	}
 	a.apply(a.encodeChecked(cc), func(key string) bool {
 		cid, _ := keyContainer(key)
 		return cid == cc.cid
 	})
+}
+
+// now returns the wall-clock time of the records: the publisher's (a
+// *scuttlebutt.Node: its Config.Clock), else the host's.
+func (a *Adapter) now() time.Time {
+	if c, ok := a.pub.(scuttlebutt.Clock); ok {
+		return c.Now()
+	}
+	return time.Now()
 }
 
 // encodeChecked returns a container's records with its check's verdict.

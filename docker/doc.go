@@ -102,16 +102,20 @@
 //	"check":{"status":"failing","at":1767225600123,"out":"HTTP 500: 500 Internal Server Error"},
 //	"exp":1767225630123
 //
-// check.status is passing, failing or starting; check.at the time of the
-// last check (Unix ms) and check.out its output, as of the record's last
-// write; exp the time (Unix ms, the publisher's clock) after which the
-// record no longer counts as healthy. health then combines Docker's health
-// with the check's (the worse of the two), so that older readers, which
-// know only health, still leave a failing instance out. The record is
-// rewritten when the verdict changes and when a third of the TTL has passed,
-// not at every check: an instance whose publisher stopped (a watcher killed,
-// an adapter stuck) stops counting as healthy within its TTL, while checks
-// that change nothing cost the cluster no traffic. A registered service has
+// check.status is passing, failing, starting, or expired (CheckExpired:
+// written by the publisher when its checker stopped reporting for a TTL);
+// check.at the time of the last check (Unix ms, the publisher's clock) and
+// check.out its output, as of the record's last write; exp the time of the
+// write plus the TTL (Unix ms, the publisher's clock), for readers of
+// earlier versions: readers of this one never compare it with their own
+// clock. health then combines Docker's health with the check's (the worse
+// of the two), so that older readers, which know only health, still leave
+// a failing instance out. The record is rewritten when the verdict changes
+// and when a third of the TTL has passed (on the monotonic clock), not at
+// every check: an instance whose watcher stopped (a watcher killed: its
+// agent withdraws it; a Watch whose checks stopped: marked expired) stops
+// counting as healthy on every node within its TTL plus the spread, while
+// checks that change nothing cost the cluster no traffic. A registered service has
 // the key svc/<service>/<service ID>, name = the service ID, no container,
 // and may carry "info", free-form JSON of its publisher.
 //

@@ -82,10 +82,11 @@ type Record struct {
 	// (a <prefix>.check.* label, `scuttlebutt watch`, Watch); nil when
 	// there is none.
 	Check *Check `json:"check,omitempty"`
-	// Expires is when the record stops counting as healthy unless its
-	// publisher rewrote it, Unix milliseconds by the publisher's clock; 0:
-	// never. Publishers that run a check set it to the time of writing plus
-	// the TTL, and rewrite the record before it runs out.
+	// Expires is the time of writing plus the TTL, Unix milliseconds by
+	// the publisher's clock; 0: no TTL. It is written for readers of
+	// earlier versions, which compare it with their own clocks; readers of
+	// this version never do (see ExpiredAt): the publisher itself marks
+	// a record whose checker fell silent for a TTL.
 	Expires int64 `json:"exp,omitempty"`
 	// Info is free-form JSON of the publisher (`scuttlebutt watch
 	// --service-info`), passed on as is.
@@ -97,9 +98,14 @@ type Record struct {
 	Maint string `json:"maint,omitempty"`
 }
 
+// CheckExpired is the Check status a publisher writes when the check of a
+// record stopped reporting for a whole TTL, by the publisher's own
+// monotonic clock. Readers that know only passing take it for not passing.
+const CheckExpired = "expired"
+
 // Check is the verdict of a health check as it travels in a Record.
 type Check struct {
-	Status string `json:"status"`        // passing, failing or starting (health.Status)
+	Status string `json:"status"`        // passing, failing, starting (health.Status) or expired (CheckExpired)
 	At     int64  `json:"at,omitempty"`  // the last check when the record was written, Unix milliseconds; 0: none yet
 	Output string `json:"out,omitempty"` // that check's output, trimmed to fit the record
 }
@@ -119,11 +125,16 @@ func (r Record) HealthyAt(now time.Time) bool {
 		(r.Check == nil || r.Check.Status == string(health.Passing)) && !r.ExpiredAt(now)
 }
 
-// ExpiredAt reports whether the record's TTL ran out by now (by the
-// reader's clock: clocks are assumed to agree within a few seconds, far
-// less than a TTL).
+// ExpiredAt reports whether the record's TTL ran out: whether its
+// publisher marked it expired (CheckExpired) because its checker stopped
+// reporting for a TTL. The publisher decides on its own monotonic clock;
+// Expires, a time by the publisher's clock, is never compared with now, a
+// time by the reader's: no answer depends on two hosts' clocks agreeing.
+// now is kept for callers of earlier versions. A publisher that dies is
+// handled by the failure detector: its node's records leave every query
+// when it is declared dead (Services).
 func (r Record) ExpiredAt(now time.Time) bool {
-	return r.Expires != 0 && now.UnixMilli() >= r.Expires
+	return r.Check != nil && r.Check.Status == CheckExpired
 }
 
 // Verdict is one word for the instance at now, for people: "maintenance"

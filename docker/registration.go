@@ -21,8 +21,7 @@ import (
 const DefaultTTL = 30 * time.Second
 
 // MinTTL is the shortest TTL accepted: it must exceed the time a write
-// takes to reach every node plus the clocks' skew, or readers far away see
-// fresh records as expired.
+// takes to reach every node, or the refreshes would not keep up.
 const MinTTL = time.Second
 
 // Registration is a service instance that a program publishes itself,
@@ -107,30 +106,45 @@ func (g Registration) record() Record {
 // the last write (a refresh). Between writes the record keeps the check
 // time and output of its last write: checks that change nothing do not
 // spread through the cluster.
+//
+// When to rewrite is timed on the local monotonic clock (mono); the wall
+// clock (wall) only stamps the record: the check's time and the expiry
+// that old readers compare with their own clocks.
 type verdict struct {
 	ttl      time.Duration
 	check    Check
 	timedOut bool      // the check of the published record timed out
-	expires  time.Time // of the published record; zero before the first write
+	written  time.Time // when the published record was written, monotonic; zero before the first write
+	expires  time.Time // of the published record by the wall clock, for old readers
 }
 
-// observe takes a result at now and reports whether the record must be
-// written.
-func (v *verdict) observe(res health.Result, now time.Time) bool {
+// observe takes a result at mono (the monotonic clock) and wall (the wall
+// clock, the same instant) and reports whether the record must be written.
+func (v *verdict) observe(res health.Result, mono, wall time.Time) bool {
 	status := res.Status
 	if status == "" {
 		status = health.Starting
 	}
-	if string(status) == v.check.Status && !v.expires.IsZero() && v.expires.Sub(now) > v.ttl*2/3 &&
+	if string(status) == v.check.Status && !v.written.IsZero() && mono.Sub(v.written) < v.ttl/3 &&
 		(status != health.Failing || res.TimedOut == v.timedOut) {
 		return false
 	}
 	v.check, v.timedOut = Check{Status: string(status), Output: res.Output}, res.TimedOut
 	if !res.LastCheck.IsZero() {
-		v.check.At = res.LastCheck.UnixMilli()
+		// The check's time by the wall clock: as long before wall as
+		// it was before mono.
+		v.check.At = wall.Add(-mono.Sub(res.LastCheck)).UnixMilli()
 	}
-	v.expires = now.Add(v.ttl)
+	v.written, v.expires = mono, wall.Add(v.ttl)
 	return true
+}
+
+// expire marks the verdict expired: its checker stopped reporting for a
+// whole TTL. Written by the owner, it is what readers go by (see
+// Record.ExpiredAt).
+func (v *verdict) expire(mono, wall time.Time) {
+	v.check.Status, v.timedOut = CheckExpired, false
+	v.written, v.expires = mono, wall
 }
 
 // apply sets the verdict in r, combining it with the Docker health r has.
@@ -138,6 +152,9 @@ func (v *verdict) apply(r *Record, docker string) {
 	c := v.check
 	r.Check = &c
 	r.Health = CombineHealth(docker, health.Status(c.Status))
+	if c.Status == CheckExpired {
+		r.Health = HealthUnhealthy // for readers that know only Health
+	}
 	r.Expires = 0
 	if !v.expires.IsZero() {
 		r.Expires = v.expires.UnixMilli()
@@ -196,21 +213,34 @@ type PublishOptions struct {
 	// MaxValueSize bounds the encoded record. Default 888, the value limit
 	// of a node with the default 1400-byte packets.
 	MaxValueSize int
-	// Now is the clock; nil: time.Now.
+	// elapsed is the monotonic clock that times rewrites and expiry;
+	// nil: time.Now. Tests set it.
+	elapsed func() time.Time
+
+	// Now is the wall clock of the times written into the record (its
+	// expiry for old readers, the check's time, the start); nil: the
+	// publisher's Now if it has one (a *scuttlebutt.Node: its
+	// Config.Clock), else time.Now. When to rewrite is timed on the local
+	// monotonic clock, never on Now.
 	Now func() time.Time
 }
 
 // Publication keeps one registration published through a node with the
 // verdict of its check: Report writes the record when the verdict changes
-// and refreshes its TTL every third of it; Withdraw deletes it. Safe for
-// concurrent use.
+// and refreshes it every third of the TTL; if no Report comes for a whole
+// TTL (by the local monotonic clock), the record is rewritten with the
+// check status CheckExpired, which every reader goes by; Withdraw deletes
+// it. Safe for concurrent use.
 type Publication struct {
-	pub     Publisher
-	reg     Registration
-	opt     PublishOptions
-	mu      sync.Mutex
-	verdict verdict
-	written string // the value last written
+	pub      Publisher
+	reg      Registration
+	opt      PublishOptions
+	mu       sync.Mutex
+	verdict  verdict
+	written  string      // the value last written
+	reported time.Time   // the last Report, monotonic
+	silence  *time.Timer // fires a TTL after the last Report
+	onExpire func(error) // told of an expiry's write error (nil: ignored)
 }
 
 // NewPublication checks reg and opt and returns a publication of reg
@@ -233,6 +263,12 @@ func NewPublication(pub Publisher, reg Registration, opt PublishOptions) (*Publi
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
+		if c, ok := pub.(scuttlebutt.Clock); ok {
+			opt.Now = c.Now
+		}
+	}
+	if opt.elapsed == nil {
+		opt.elapsed = time.Now
 	}
 	if reg.Started.IsZero() {
 		reg.Started = opt.Now()
@@ -253,12 +289,28 @@ func (p *Publication) TTL() time.Duration { return p.opt.TTL }
 func (p *Publication) Report(res health.Result) (bool, Record, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := p.opt.Now()
+	mono := p.opt.elapsed()
+	p.reported = mono
+	if p.silence == nil {
+		p.silence = time.AfterFunc(p.opt.TTL, p.expireIfSilent)
+	} else {
+		p.silence.Reset(p.opt.TTL)
+	}
 	old := p.verdict
-	if !p.verdict.observe(res, now) && p.written != "" {
+	if !p.verdict.observe(res, mono, p.opt.Now()) && p.written != "" {
 		r, _ := DecodeRecord(p.written)
 		return false, r, nil
 	}
+	r, err := p.write()
+	if err != nil {
+		p.verdict = old // retried at the next report
+		return false, Record{}, err
+	}
+	return true, r, nil
+}
+
+// write writes the record with the verdict in force, under p.mu.
+func (p *Publication) write() (Record, error) {
 	r := p.reg.record()
 	p.verdict.apply(&r, HealthNone)
 	v, err := fit(r, p.opt.MaxValueSize)
@@ -266,18 +318,49 @@ func (p *Publication) Report(res health.Result) (bool, Record, error) {
 		err = p.pub.UpdateLocal(p.reg.Key(), v)
 	}
 	if err != nil {
-		p.verdict = old // retried at the next report
-		return false, Record{}, err
+		return Record{}, err
 	}
 	p.written = v
 	r, _ = DecodeRecord(v)
-	return true, r, nil
+	return r, nil
+}
+
+// expireIfSilent marks the record expired if no Report came for a TTL.
+func (p *Publication) expireIfSilent() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	mono := p.opt.elapsed()
+	if p.written == "" || p.verdict.check.Status == CheckExpired {
+		return
+	}
+	if left := p.opt.TTL - mono.Sub(p.reported); left > 0 {
+		p.silence.Reset(left) // a Report raced the timer
+		return
+	}
+	p.verdict.expire(mono, p.opt.Now())
+	if _, err := p.write(); err != nil && p.onExpire != nil {
+		p.onExpire(err)
+	}
+}
+
+// Stop stops the expiry of a silent record without withdrawing it: for a
+// publication replaced by another of the same key.
+func (p *Publication) Stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.silence != nil {
+		p.silence.Stop()
+	}
+	p.written = ""
 }
 
 // Withdraw deletes the record.
 func (p *Publication) Withdraw() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.silence != nil {
+		p.silence.Stop()
+	}
 	p.written = ""
 	p.verdict = verdict{ttl: p.opt.TTL}
 	return p.pub.DeleteLocal(p.reg.Key())
@@ -304,6 +387,7 @@ func Watch(ctx context.Context, pub Publisher, reg Registration, chk health.Chec
 	if onError == nil {
 		onError = func(error) {}
 	}
+	p.onExpire = onError
 	if _, _, err := p.Report(health.Result{Status: health.Starting}); err != nil {
 		if errors.Is(err, ErrRecordTooLarge) {
 			return err

@@ -41,9 +41,10 @@ func TestHealthyAtWithCheckAndTTL(t *testing.T) {
 		{"passing, Docker check unhealthy", HealthUnhealthy, "passing", exp, t0, false, "passing", 3},
 		{"failing", HealthUnhealthy, "failing", exp, t0, false, "failing", 3},
 		{"starting", HealthStarting, "starting", exp, t0, false, "starting", 2},
-		{"passing but expired", HealthHealthy, "passing", exp, t0.Add(time.Minute), false, "expired", 3},
+		{"marked expired by its publisher", HealthUnhealthy, CheckExpired, exp, t0, false, "expired", 3},
+		{"passing, exp past by the reader's clock", HealthHealthy, "passing", exp, t0.Add(time.Minute), true, "passing", 0},
 		{"passing, no TTL", HealthHealthy, "passing", 0, t0.Add(1000 * time.Hour), true, "passing", 0},
-		{"no check, TTL run out", HealthNone, "", exp, t0.Add(2 * time.Minute), false, "expired", 3},
+		{"no check, exp past by the reader's clock", HealthNone, "", exp, t0.Add(2 * time.Minute), true, "none", 1},
 		{"no check, TTL left", HealthNone, "", exp, t0, true, "none", 1},
 	} {
 		r := Record{V: 1, Health: tc.health, State: StateRunning, Expires: tc.exp}
@@ -100,8 +101,11 @@ func TestServicesWithChecks(t *testing.T) {
 	r.Port, r.Health, r.Check, r.Expires = 2, HealthUnhealthy, &Check{Status: "failing", Output: "HTTP 500"}, now.Add(time.Minute).UnixMilli()
 	put(a, "svc/es/es-2", r)
 	r = base
-	r.Port, r.Health, r.Check, r.Expires = 3, HealthHealthy, &Check{Status: "passing"}, now.Add(-time.Second).UnixMilli()
-	put(a, "svc/es/es-3", r)
+	r.Port, r.Health, r.Check, r.Expires = 3, HealthUnhealthy, &Check{Status: CheckExpired}, now.Add(-time.Second).UnixMilli()
+	put(a, "svc/es/es-3", r) // marked expired by its publisher
+	r = base
+	r.Port, r.Health, r.Check, r.Expires = 5, HealthHealthy, &Check{Status: "passing"}, now.Add(-time.Hour).UnixMilli()
+	put(a, "svc/es/es-5", r) // by a publisher whose clock is an hour behind: not expired
 	r = base
 	r.Port, r.Health, r.Check, r.Expires = 4, HealthHealthy, &Check{Status: "passing"}, now.Add(time.Minute).UnixMilli()
 	put(a, "svc/es/es-4", r)
@@ -113,14 +117,14 @@ func TestServicesWithChecks(t *testing.T) {
 	for _, in := range Instances(c, "es", false) {
 		ports = append(ports, in.Port)
 	}
-	if want := []int{1, 4, 2, 3}; !equalInts(ports, want) {
+	if want := []int{1, 4, 5, 2, 3}; !equalInts(ports, want) {
 		t.Errorf("order %v, want %v (healthy, passing, then failing and expired by key)", ports, want)
 	}
 	ports = nil
 	for _, in := range Instances(c, "es", true) {
 		ports = append(ports, in.Port)
 	}
-	if want := []int{1, 4}; !equalInts(ports, want) {
+	if want := []int{1, 4, 5}; !equalInts(ports, want) {
 		t.Errorf("healthy %v, want %v", ports, want)
 	}
 }
@@ -162,7 +166,7 @@ func TestPublicationWrites(t *testing.T) {
 	pub := newMemPub(nil)
 	now := t0
 	p, err := NewPublication(pub, Registration{Service: "es", ID: "es-1", Host: "10.0.0.7", Port: 9200,
-		Info: json.RawMessage(`{ "http_port": 9200 }`)}, PublishOptions{TTL: 30 * time.Second, Now: func() time.Time { return now }})
+		Info: json.RawMessage(`{ "http_port": 9200 }`)}, PublishOptions{TTL: 30 * time.Second, Now: func() time.Time { return now }, elapsed: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}

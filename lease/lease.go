@@ -1,29 +1,47 @@
 // Package lease gives start-up leases over gossip, as ServiceMonitor's
 // acquire-lease: the instances of a clustered service take turns to start,
-// one at a time, in the order they asked.
+// one at a time.
 //
 // There is no consensus over gossip, so a lease is a rule every node
-// applies to what it sees. A candidate publishes a request, a key of its
-// own node, "lease/<label>/<service ID>" = the time it asked (its clock).
-// The holder of a label is the earliest request, by (time, node ID,
-// service ID), among the requests of live nodes. A candidate takes the
-// lease only once its own request is the earliest it knows of and has been
-// published for Settle. It releases by deleting its request; a request of
-// a node declared dead or left no longer counts.
+// applies to what it sees, with votes as ordinary keys:
 //
-// What is guaranteed: while the cluster is connected, the clocks of the
-// candidates differ by at most Skew, and every request reaches every node
-// within Spread, at most one candidate holds a label at a time, and the
-// candidates hold it in the order of their requests. (Two requests r1
-// earlier than r2: r1 was published by r2's time plus Skew, so it reached
-// r2's node before r2's Settle = Spread + Skew ran out, and r2 waits.) In a
-// partition each side may grant the lease, as each side sees the other's
-// candidates dead; the same happens when the failure detector falsely
-// declares a holder's node dead, or clocks or spread exceed their bounds.
-// After healing every node agrees on one queue again; a grant already made
-// is not revoked, so new grants follow that queue once the extra holder
-// releases. Leases are for ordering start-ups, not for mutual exclusion
-// that must hold under partitions. See docs/design.md.
+//   - A candidate publishes a request, a key of its own node,
+//     "lease/<label>/<service ID>" = its ticket and epoch (and the time it
+//     asked, by its node's clock, for people only). The ticket is one more
+//     than the highest ticket its node knows for the label (a Lamport
+//     clock): a candidate that asks after it has seen others queues behind
+//     them, whatever its clock says. Requests are ordered by (ticket, node
+//     ID, service ID).
+//   - Every node acknowledges one request per label, with a key of its own,
+//     "lease/<label>" = the request (and its epoch) it acknowledges. It
+//     keeps its acknowledgement while that request exists at that epoch;
+//     then it acknowledges the first request it knows.
+//   - A candidate holds the lease once every node alive in its view
+//     acknowledges its request at its current epoch. A candidate that does
+//     not hold it yet, and sees a live node acknowledge an earlier request
+//     while some node acknowledges its own, yields: it raises its epoch,
+//     which frees those acknowledgements for the earlier request. A holder
+//     never yields. It releases by deleting its request.
+//
+// What is guaranteed: at most one candidate holds a label at a time while
+// the cluster is connected (no node is falsely declared dead, and any two
+// nodes' views of the live nodes share a node, as they do once every node
+// has joined through a member). No clock enters: a node acknowledges one
+// request at a time and keeps it until the request is released or yields,
+// and a candidate yields only before it holds, so two holders would need
+// a node that acknowledged both at once. What depends on timing is only
+// liveness and fairness: every candidate is served once the cluster has
+// settled (requests first in ticket order, then as acknowledged), and
+// candidates that ask at the same moment are ordered by node and service
+// ID. In a partition each side may grant the lease, as each side sees the
+// other's nodes dead; the same happens when the failure detector falsely
+// declares a node dead. After healing a grant already made is not revoked;
+// new grants follow one queue once the extra holder releases. Leases are
+// for ordering start-ups, not for mutual exclusion that must hold under
+// partitions. See docs/design.md.
+//
+// Every node of a cluster that uses leases must run Run (the daemon's
+// agents do): a node alive that does not acknowledge blocks every grant.
 //
 // Acquire publishes and waits; Request and Wait do the same in two steps,
 // for a caller that must know its request is published before it waits
@@ -31,6 +49,7 @@
 package lease
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,7 +61,8 @@ import (
 	"github.com/scuttlebutt-go/scuttlebutt"
 )
 
-// Prefix starts the keys of lease requests.
+// Prefix starts the keys of lease requests ("lease/<label>/<service ID>")
+// and acknowledgements ("lease/<label>").
 const Prefix = "lease/"
 
 // Request is one candidate's request for a label.
@@ -50,25 +70,69 @@ type Request struct {
 	Label     string
 	ServiceID string
 	Node      string    // the node that published it
-	At        time.Time // when it was made, by its node's clock
+	At        time.Time // when it was made, by its node's clock: shown, never compared
+	Ticket    uint64    // its place in the queue: one more than the highest its node knew
+	Epoch     uint64    // raised each time it yields
 }
+
+// ref names a request at an epoch: what an acknowledgement names.
+type ref struct {
+	node, serviceID string
+	ticket, epoch   uint64
+}
+
+func (r Request) ref() ref { return ref{r.Node, r.ServiceID, r.Ticket, r.Epoch} }
+
+// compareRefs orders requests: ticket, then node ID, then service ID.
+func compareRefs(a, b ref) int {
+	if c := cmp.Compare(a.ticket, b.ticket); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.node, b.node); c != 0 {
+		return c
+	}
+	return strings.Compare(a.serviceID, b.serviceID)
+}
+
+// same tells whether a and b name the same request (at any epoch).
+func same(a, b ref) bool { return compareRefs(a, b) == 0 }
+
+// before orders requests.
+func before(a, b Request) int { return compareRefs(a.ref(), b.ref()) }
 
 // key is the node key of a request.
 func key(label, serviceID string) string { return Prefix + label + "/" + serviceID }
 
-// before orders requests: earlier time, then node ID, then service ID.
-func before(a, b Request) int {
-	if c := a.At.Compare(b.At); c != 0 {
-		return c
-	}
-	if c := strings.Compare(a.Node, b.Node); c != 0 {
-		return c
-	}
-	return strings.Compare(a.ServiceID, b.ServiceID)
+// ackKey is the node key of a node's acknowledgement for label.
+func ackKey(label string) string { return Prefix + label }
+
+func encodeRequest(r Request) string {
+	return fmt.Sprintf("%d %d %d", r.Ticket, r.Epoch, r.At.UnixNano())
 }
 
-// Queue returns the requests for label among reqs, in the order they hold
-// the lease: the first holds it.
+// decodeRequest parses a request's value; false for one that does not
+// parse (of an earlier version: a bare time).
+func decodeRequest(v string) (ticket, epoch uint64, at time.Time, ok bool) {
+	var ns int64
+	if n, err := fmt.Sscanf(v, "%d %d %d", &ticket, &epoch, &ns); err != nil || n != 3 || ticket == 0 {
+		return 0, 0, time.Time{}, false
+	}
+	return ticket, epoch, time.Unix(0, ns), true
+}
+
+func encodeAck(r ref) string {
+	return fmt.Sprintf("%d %d %s %s", r.ticket, r.epoch, strconv.Quote(r.serviceID), strconv.Quote(r.node))
+}
+
+func decodeAck(v string) (ref, bool) {
+	var r ref
+	if n, err := fmt.Sscanf(v, "%d %d %q %q", &r.ticket, &r.epoch, &r.serviceID, &r.node); err != nil || n != 4 {
+		return ref{}, false
+	}
+	return r, true
+}
+
+// Queue returns the requests for label among reqs, in queue order.
 func Queue(reqs []Request, label string) []Request {
 	var q []Request
 	for _, r := range reqs {
@@ -78,24 +142,6 @@ func Queue(reqs []Request, label string) []Request {
 	}
 	slices.SortFunc(q, before)
 	return q
-}
-
-// Holds tells whether mine holds its label at now, given the requests of
-// live nodes known (mine among them or not: it is its own node's key) and
-// the settle time.
-func Holds(reqs []Request, mine Request, now time.Time, settle time.Duration) bool {
-	if now.Sub(mine.At) < settle {
-		return false
-	}
-	for _, r := range Queue(reqs, mine.Label) {
-		if r.Node == mine.Node && r.ServiceID == mine.ServiceID {
-			continue
-		}
-		if before(r, mine) < 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // Node is what a Leases needs of a scuttlebutt node.
@@ -109,19 +155,20 @@ type Node interface {
 
 // Options configure Leases.
 type Options struct {
-	// Spread bounds the time a request takes to reach every node. Default:
-	// 20 gossip rounds of the LAN preset (4 s).
-	Spread time.Duration
-	// Skew bounds how far the candidates' clocks differ. Default 1 s.
-	Skew time.Duration
-	// Poll is how often a waiting candidate looks at the cluster's state.
-	// Default 100 ms.
+	// Spread and Skew bounded the spread of a request and the clocks'
+	// disagreement when a request held after a settle time. Ignored: a
+	// request holds when every live node acknowledges it.
+	Spread, Skew time.Duration
+	// Poll is how often Run and a waiting candidate look at the cluster's
+	// state. Default 100 ms.
 	Poll time.Duration
-	// Now is the clock; nil: time.Now.
+	// Now is the wall clock of the time shown in requests; nil: the
+	// node's Now if it has one (a *scuttlebutt.Node), else time.Now.
 	Now func() time.Time
 }
 
-// Leases acquires and releases leases through one node.
+// Leases acquires and releases leases through one node, and acknowledges
+// the requests of the cluster (Run).
 type Leases struct {
 	node Node
 	opt  Options
@@ -129,24 +176,22 @@ type Leases struct {
 
 // New returns the leases of node.
 func New(node Node, opt Options) *Leases {
-	if opt.Spread == 0 {
-		opt.Spread = 4 * time.Second
-	}
-	if opt.Skew == 0 {
-		opt.Skew = time.Second
-	}
 	if opt.Poll == 0 {
 		opt.Poll = 100 * time.Millisecond
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
+		if c, ok := node.(scuttlebutt.Clock); ok {
+			opt.Now = c.Now
+		}
 	}
 	return &Leases{node: node, opt: opt}
 }
 
-// Settle is how long a request is published before it may hold a lease:
-// Spread plus Skew.
-func (l *Leases) Settle() time.Duration { return l.opt.Spread + l.opt.Skew }
+// Settle is the time a request waited before it could hold, when holding
+// depended on clocks: now 0, as a request holds once every live node
+// acknowledges it.
+func (l *Leases) Settle() time.Duration { return 0 }
 
 // ErrBadName is returned for a label or service ID that is empty, "." or
 // "..", or holds other bytes than A-Z a-z 0-9 . _ - (the bytes of service
@@ -197,42 +242,189 @@ func (l *Leases) Request(label, serviceID string) (Request, error) {
 	if mine, ok := l.own(label, serviceID); ok {
 		return mine, nil
 	}
-	mine := Request{Label: label, ServiceID: serviceID, Node: l.node.ID(), At: l.opt.Now()}
-	if err := l.node.UpdateLocal(key(label, serviceID), strconv.FormatInt(mine.At.UnixNano(), 10)); err != nil {
+	v := l.view(label)
+	var top uint64
+	for _, r := range v.reqs {
+		top = max(top, r.Ticket)
+	}
+	for _, a := range v.acks {
+		top = max(top, a.ticket)
+	}
+	mine := Request{Label: label, ServiceID: serviceID, Node: l.node.ID(), At: l.opt.Now(), Ticket: top + 1}
+	if err := l.node.UpdateLocal(key(label, serviceID), encodeRequest(mine)); err != nil {
 		return Request{}, err
 	}
+	l.ack(label)
 	return mine, nil
 }
 
 // Wait waits until mine, a request of Request, holds its label, or ctx
-// ends (then it returns ctx's error). It does not publish anything: a
-// request released meanwhile is not made again, and Wait then waits until
-// ctx ends.
+// ends (then it returns ctx's error). It publishes no new request: one
+// released meanwhile is not made again, and Wait then waits until ctx
+// ends. While it waits it yields to earlier requests (see the package
+// doc); a request it returns for holds until released.
 func (l *Leases) Wait(ctx context.Context, mine Request) error {
 	t := time.NewTicker(l.opt.Poll)
 	defer t.Stop()
-	for !Holds(l.Requests(mine.Label), mine, l.opt.Now(), l.Settle()) {
+	for {
+		l.ack(mine.Label)
+		cur, ok := l.own(mine.Label, mine.ServiceID)
+		if ok {
+			v := l.view(mine.Label)
+			if v.granted(cur) {
+				return nil
+			}
+			if v.shouldYield(cur) {
+				cur.Epoch++
+				if err := l.node.UpdateLocal(key(cur.Label, cur.ServiceID), encodeRequest(cur)); err != nil {
+					return err
+				}
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
 		}
 	}
-	return nil
+}
+
+// Run acknowledges requests, as every node of the cluster must, until ctx
+// ends.
+func (l *Leases) Run(ctx context.Context) {
+	t := time.NewTicker(l.opt.Poll)
+	defer t.Stop()
+	for {
+		l.ackAll()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ackAll updates this node's acknowledgements of every label.
+func (l *Leases) ackAll() {
+	st, _ := l.node.State(l.node.ID())
+	labels := map[string]bool{}
+	for k := range st {
+		if rest, ok := strings.CutPrefix(k, Prefix); ok && !strings.Contains(rest, "/") {
+			labels[rest] = true // an acknowledgement to keep or withdraw
+		}
+	}
+	for label := range l.All() {
+		labels[label] = true
+	}
+	for label := range labels {
+		l.ack(label)
+	}
+}
+
+// ack updates this node's acknowledgement for label: kept while the
+// request it names exists at that epoch, else the first request known, or
+// none.
+func (l *Leases) ack(label string) {
+	v := l.view(label)
+	self := l.node.ID()
+	cur, has := v.acks[self]
+	if has {
+		for _, r := range v.reqs {
+			if r.ref() == cur {
+				return // sticky
+			}
+		}
+	}
+	if len(v.reqs) == 0 {
+		if has {
+			_ = l.node.DeleteLocal(ackKey(label))
+		}
+		return
+	}
+	_ = l.node.UpdateLocal(ackKey(label), encodeAck(v.reqs[0].ref()))
+}
+
+// view is what one node sees of a label: the requests of live nodes in
+// queue order, the acknowledgements of live nodes, and the live nodes.
+type view struct {
+	reqs []Request
+	acks map[string]ref // by acknowledging node
+	live []string
+}
+
+// granted tells whether every live node acknowledges mine at its epoch.
+func (v view) granted(mine Request) bool {
+	for _, n := range v.live {
+		if a, ok := v.acks[n]; !ok || a != mine.ref() {
+			return false
+		}
+	}
+	return len(v.live) > 0
+}
+
+// shouldYield tells whether mine, not held, should raise its epoch: some
+// live node acknowledges an earlier request while some acknowledges mine
+// at its epoch.
+func (v view) shouldYield(mine Request) bool {
+	earlier, votes := false, false
+	for _, a := range v.acks {
+		switch {
+		case a == mine.ref():
+			votes = true
+		case !same(a, mine.ref()) && compareRefs(a, mine.ref()) < 0:
+			earlier = true
+		}
+	}
+	return earlier && votes
+}
+
+func (l *Leases) view(label string) view {
+	v := view{acks: map[string]ref{}}
+	for _, ni := range l.node.Nodes() {
+		if ni.Status != scuttlebutt.StatusAlive {
+			continue
+		}
+		v.live = append(v.live, ni.ID)
+		st, _ := l.node.State(ni.ID)
+		if a, ok := decodeAck(st[ackKey(label)]); ok {
+			v.acks[ni.ID] = a
+		}
+		v.reqs = append(v.reqs, requestsOf(ni.ID, st)[label]...)
+	}
+	slices.SortFunc(v.reqs, before)
+	return v
+}
+
+// requestsOf returns the requests in one node's state, by label.
+func requestsOf(node string, st map[string]string) map[string][]Request {
+	out := map[string][]Request{}
+	for k, val := range st {
+		rest, ok := strings.CutPrefix(k, Prefix)
+		if !ok {
+			continue
+		}
+		label, id, ok := strings.Cut(rest, "/")
+		if !ok || label == "" || id == "" || strings.Contains(id, "/") {
+			continue
+		}
+		ticket, epoch, at, ok := decodeRequest(val)
+		if !ok {
+			continue
+		}
+		out[label] = append(out[label], Request{Label: label, ServiceID: id, Node: node, At: at, Ticket: ticket, Epoch: epoch})
+	}
+	return out
 }
 
 // own returns this node's published request, if any.
 func (l *Leases) own(label, serviceID string) (Request, bool) {
 	st, _ := l.node.State(l.node.ID())
-	v, ok := st[key(label, serviceID)]
-	if !ok {
-		return Request{}, false
+	for _, r := range requestsOf(l.node.ID(), st)[label] {
+		if r.ServiceID == serviceID {
+			return r, true
+		}
 	}
-	ns, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return Request{}, false
-	}
-	return Request{Label: label, ServiceID: serviceID, Node: l.node.ID(), At: time.Unix(0, ns)}, true
+	return Request{}, false
 }
 
 // Release withdraws the request of serviceID for label: the lease passes
@@ -241,7 +433,11 @@ func (l *Leases) Release(label, serviceID string) error {
 	if err := checkNames(label, serviceID); err != nil {
 		return err
 	}
-	return l.node.DeleteLocal(key(label, serviceID))
+	if err := l.node.DeleteLocal(key(label, serviceID)); err != nil {
+		return err
+	}
+	l.ack(label)
+	return nil
 }
 
 // Requests returns the requests for label of the live nodes known here,
@@ -259,20 +455,8 @@ func (l *Leases) All() map[string][]Request {
 			continue
 		}
 		st, _ := l.node.State(ni.ID)
-		for k, v := range st {
-			rest, ok := strings.CutPrefix(k, Prefix)
-			if !ok {
-				continue
-			}
-			label, id, ok := strings.Cut(rest, "/")
-			if !ok || label == "" || id == "" || strings.Contains(id, "/") {
-				continue
-			}
-			ns, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				continue
-			}
-			out[label] = append(out[label], Request{Label: label, ServiceID: id, Node: ni.ID, At: time.Unix(0, ns)})
+		for label, rs := range requestsOf(ni.ID, st) {
+			out[label] = append(out[label], rs...)
 		}
 	}
 	for label, q := range out {

@@ -23,8 +23,12 @@
 //
 // Each is a JSON Entry: {"id", "addr", "role", "bootstrap", "time",
 // "released"}. An entry is live while it is younger than the expiry
-// (DefaultExpiry, 120 s) by the reader's clock; Purge deletes expired
-// heartbeats. IDs are path-escaped in names.
+// (DefaultExpiry, 120 s), its age measured on one clock, the store's (see
+// Entry.Age): S3's Date of the answer against the object's Last-Modified;
+// a file's mtime against that of a probe file written now in the same
+// directory. The "time" in the entry, by its writer's clock, is shown and
+// never compared with another clock. Purge deletes expired heartbeats. IDs
+// are path-escaped in names.
 //
 // # Finding peers
 //
@@ -43,9 +47,9 @@
 // server's slot is taken over by a later node once it expires.
 //
 // What is guaranteed: claims are exclusive as long as the store's
-// conditional writes are (S3 and POSIX link are). What is not: liveness is
-// judged by clocks, so a server paused for longer than the expiry, or whose
-// clock runs behind by as much, may find its slot taken when it renews
-// (Renew returns ErrTaken) while it still acts as a server until it
-// notices.
+// conditional writes are (S3 and POSIX link are), and liveness does not
+// depend on the nodes' clocks agreeing with each other or with the
+// store's. What is not: a server paused for longer than the expiry may
+// find its slot taken when it renews (Renew returns ErrTaken) while it
+// still acts as a server until it notices.
 package registry

@@ -27,8 +27,15 @@ import (
 // S3's If-Match on the version number, and needs of the filesystem only
 // that link and rename are atomic (POSIX; NFS, CephFS and local disks are).
 // Older versions are removed after each write.
+//
+// An entry's age is its file's mtime against the mtime of a probe file
+// written now in the same directory: both are stamped by the file system
+// (on NFS, by the server), so no node's clock enters the comparison.
 type File struct {
 	dir string
+	// clock, in tests only, stamps the files this store writes and is
+	// its time; nil: the file system's own.
+	clock func() time.Time
 }
 
 var _ Registry = (*File)(nil)
@@ -78,7 +85,7 @@ func (f *File) Put(ctx context.Context, e Entry) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := writeTemp(dir, b)
+	tmp, err := f.writeTemp(dir, b)
 	if err != nil {
 		return f.fail("writing a heartbeat in", err)
 	}
@@ -109,6 +116,7 @@ func (f *File) List(ctx context.Context) ([]Entry, error) {
 	if _, err := os.Stat(f.dir); err != nil {
 		return nil, f.fail("reading", err)
 	}
+	now := f.now()
 	var out []Entry
 	var bad []error
 	slots, err := os.ReadDir(filepath.Join(f.dir, ServersDir))
@@ -120,7 +128,7 @@ func (f *File) List(ctx context.Context) ([]Entry, error) {
 		if err != nil || slot < 0 || !d.IsDir() {
 			continue
 		}
-		v, e, err := f.latest(slot)
+		v, e, err := f.latest(slot, now)
 		switch {
 		case err != nil && !errors.Is(err, ErrBadEntry):
 			return nil, err
@@ -143,7 +151,7 @@ func (f *File) List(ctx context.Context) ([]Entry, error) {
 			bad = append(bad, &EntryError{Key: key, Err: errors.New("not a heartbeat's name (<ID>.json)")})
 			continue
 		}
-		b, err := readLimited(filepath.Join(f.dir, AgentsDir, d.Name()))
+		b, mtime, err := readLimited(filepath.Join(f.dir, AgentsDir, d.Name()))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // deleted since the listing
 		}
@@ -155,6 +163,7 @@ func (f *File) List(ctx context.Context) ([]Entry, error) {
 			bad = append(bad, err)
 			continue
 		}
+		e.aged(mtime, now)
 		out = append(out, e)
 	}
 	sortEntries(out)
@@ -190,7 +199,7 @@ func (f *File) write(ctx context.Context, slot int, e Entry, decide func(cur *En
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		v, cur, err := f.latest(slot)
+		v, cur, err := f.latest(slot, f.now())
 		if err != nil && !errors.Is(err, ErrBadEntry) {
 			return err
 		}
@@ -243,10 +252,10 @@ func versions(dir string) ([]uint64, error) {
 	return vs, nil
 }
 
-// latest returns the highest version of slot and its entry: 0 and nil for
-// a slot never written; v and nil with an *EntryError for one that does
-// not parse.
-func (f *File) latest(slot int) (uint64, *Entry, error) {
+// latest returns the highest version of slot and its entry, aged at now
+// (the file system's time; zero: not aged): 0 and nil for a slot never
+// written; v and nil with an *EntryError for one that does not parse.
+func (f *File) latest(slot int, now time.Time) (uint64, *Entry, error) {
 	dir := f.slotDir(slot)
 	for {
 		vs, err := versions(dir)
@@ -256,7 +265,7 @@ func (f *File) latest(slot int) (uint64, *Entry, error) {
 		if len(vs) == 0 {
 			return 0, nil, nil
 		}
-		b, err := readLimited(filepath.Join(dir, versionName(vs[0])))
+		b, mtime, err := readLimited(filepath.Join(dir, versionName(vs[0])))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // pruned after a newer version was written: read again
 		}
@@ -269,6 +278,7 @@ func (f *File) latest(slot int) (uint64, *Entry, error) {
 			return vs[0], nil, err
 		}
 		e.Slot = slot
+		e.aged(mtime, now)
 		return vs[0], &e, nil
 	}
 }
@@ -276,7 +286,7 @@ func (f *File) latest(slot int) (uint64, *Entry, error) {
 // create writes version v of a slot in dir, failing with fs.ErrExist if it
 // exists: the file is written in full under a temporary name, then linked.
 func (f *File) create(dir string, v uint64, b []byte) error {
-	tmp, err := writeTemp(dir, b)
+	tmp, err := f.writeTemp(dir, b)
 	if err != nil {
 		return err
 	}
@@ -302,7 +312,7 @@ func (f *File) fail(what string, err error) error {
 }
 
 // writeTemp writes b to a new hidden file in dir and returns its path.
-func writeTemp(dir string, b []byte) (string, error) {
+func (f *File) writeTemp(dir string, b []byte) (string, error) {
 	t, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
 		return "", err
@@ -314,6 +324,10 @@ func writeTemp(dir string, b []byte) (string, error) {
 	if cerr := t.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil && f.clock != nil {
+		now := f.clock()
+		err = os.Chtimes(t.Name(), now, now)
+	}
 	if err != nil {
 		os.Remove(t.Name())
 		return "", err
@@ -321,13 +335,38 @@ func writeTemp(dir string, b []byte) (string, error) {
 	return t.Name(), nil
 }
 
-// readLimited reads a file, at most MaxEntrySize+1 bytes: more does not
-// parse anyway.
-func readLimited(path string) ([]byte, error) {
+// readLimited reads a file, at most MaxEntrySize+1 bytes (more does not
+// parse anyway), and returns its mtime too.
+func readLimited(path string) ([]byte, time.Time, error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	defer fh.Close()
-	return io.ReadAll(io.LimitReader(fh, MaxEntrySize+1))
+	st, err := fh.Stat()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	b, err := io.ReadAll(io.LimitReader(fh, MaxEntrySize+1))
+	return b, st.ModTime(), err
+}
+
+// now returns the file system's time: the mtime of a probe file written
+// now in the registry's directory, the clock that stamped every entry's
+// mtime (on a shared file system, the server's). Zero if the probe cannot
+// be written (a read-only mount): entries are then aged by their Time.
+func (f *File) now() time.Time {
+	if f.clock != nil {
+		return f.clock()
+	}
+	tmp, err := f.writeTemp(f.dir, nil)
+	if err != nil {
+		return time.Time{}
+	}
+	defer os.Remove(tmp)
+	st, err := os.Stat(tmp)
+	if err != nil {
+		return time.Time{}
+	}
+	return st.ModTime()
 }

@@ -3,11 +3,13 @@ package registry
 import (
 	"context"
 	"hash/fnv"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,17 +28,61 @@ type fakeS3 struct {
 }
 
 // startFakeS3 starts a fake S3 server with the given buckets.
-func startFakeS3(t *testing.T, buckets ...string) *fakeS3 {
+func startFakeS3(t *testing.T, buckets ...string) *fakeS3 { return startFakeS3At(t, nil, buckets...) }
+
+// startFakeS3At starts a fake S3 server whose clock is clk (nil: the
+// host's): the Last-Modified of the objects and the Date of its answers.
+func startFakeS3At(t *testing.T, clk *storeClock, buckets ...string) *fakeS3 {
 	t.Helper()
-	be := s3mem.New()
+	var bopts []s3mem.Option
+	var gopts []gofakes3.Option
+	if clk != nil {
+		bopts = append(bopts, s3mem.WithTimeSource(clk))
+		gopts = append(gopts, gofakes3.WithTimeSource(clk), gofakes3.WithTimeSkewLimit(0))
+	}
+	be := s3mem.New(bopts...)
 	for _, b := range buckets {
 		if err := be.CreateBucket(b); err != nil {
 			t.Fatal(err)
 		}
 	}
-	srv := httptest.NewServer(gofakes3.New(be).Server())
+	h := gofakes3.New(be, gopts...).Server()
+	if clk != nil {
+		inner := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Date", clk.Now().UTC().Format(http.TimeFormat)) // net/http sets it only if absent
+			inner.ServeHTTP(w, r)
+		})
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &fakeS3{URL: srv.URL, backend: be}
+}
+
+// storeClock is the clock of a store under test, set by the test: what
+// the store stamps its entries with, and its time now.
+type storeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newStoreClock(at time.Time) *storeClock { return &storeClock{now: at} }
+
+// Now returns the store's time.
+func (c *storeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Since returns the store's time since t.
+func (c *storeClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+
+// set sets the store's time.
+func (c *storeClock) set(at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = at
 }
 
 // awsEnv sets the standard AWS environment of a test: endpoint and keys,

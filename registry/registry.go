@@ -72,18 +72,41 @@ type Entry struct {
 	Addr      string    `json:"addr"`                // host:port to join the node through (its gossip address)
 	Role      string    `json:"role,omitempty"`      // RoleServer, RoleAgent, or "" when the cluster has no roles
 	Bootstrap bool      `json:"bootstrap,omitempty"` // the server that bootstrapped the cluster
-	Time      time.Time `json:"time"`                // when it was written, by the node's clock
+	Time      time.Time `json:"time"`                // when it was written, by the node's clock: shown, never compared with another clock when Aged
 	Released  bool      `json:"released,omitempty"`  // a slot its holder gave up: free at once
 
 	// Set by List, not stored.
 	Slot int    `json:"-"` // the server slot this entry claims, or -1 for a heartbeat
 	Key  string `json:"-"` // where it is stored, relative to the registry: agents/ID.json, servers/0.json
+	// Age is how long ago the store wrote the entry, by the store's own
+	// clock (S3: the Date of the answer less the object's Last-Modified;
+	// a directory: the mtime of a probe file written now less the
+	// entry's), when Aged. Set by List and the reads of Claim, not stored.
+	Age  time.Duration `json:"-"`
+	Aged bool          `json:"-"`
 }
 
-// Live tells whether the entry counts at now: not released, and written
-// less than expiry before now.
+// Live tells whether the entry counts: not released, and younger than
+// expiry. Its age is the store's (Age) when the store told it, so no
+// two hosts' clocks are compared; else (an entry not read from a store,
+// or a store that could not tell) the time since Time at now.
 func (e Entry) Live(now time.Time, expiry time.Duration) bool {
-	return !e.Released && now.Sub(e.Time) < expiry
+	if e.Released {
+		return false
+	}
+	if e.Aged {
+		return e.Age < expiry
+	}
+	return now.Sub(e.Time) < expiry
+}
+
+// aged sets an entry's age from two times of the store's clock: when it
+// stored the entry, and now.
+func (e *Entry) aged(stored, now time.Time) {
+	if stored.IsZero() || now.IsZero() {
+		return
+	}
+	e.Age, e.Aged = max(0, now.Sub(stored)), true
 }
 
 // IsSlot tells whether the entry is a claim on a server slot.

@@ -107,9 +107,11 @@ func TestChooseTakeover(t *testing.T) {
 	ctx := context.Background()
 	for _, st := range stores() {
 		t.Run(st.name, func(t *testing.T) {
-			r, _ := st.open(t)
+			clk := newStoreClock(t0) // each node's clock agrees with the store's here
+			r, _ := st.openAt(t, clk)
 			choose := func(id string, at time.Time) Decision {
 				t.Helper()
+				clk.set(at)
 				d, err := Choose(ctx, r, entryAt(id, at), 3, expiry)
 				if err != nil {
 					t.Fatal(err)
@@ -131,6 +133,7 @@ func TestChooseTakeover(t *testing.T) {
 			}
 			// b and c renew; a is silent.
 			t1 := t0.Add(expiry / 2)
+			clk.set(t1)
 			for id, d := range map[string]Decision{"b": b, "c": c} {
 				if err := Renew(ctx, r, entryAt(id, t1), d, expiry); err != nil {
 					t.Fatalf("renewing %s: %v", id, err)
@@ -144,6 +147,7 @@ func TestChooseTakeover(t *testing.T) {
 			if e.Role != RoleServer || e.Slot != 0 || e.Bootstrap || len(e.Servers) != 2 {
 				t.Fatalf("a node after a's slot expired: %+v; want a server on slot 0, not bootstrapping, knowing b and c", e)
 			}
+			clk.set(t2)
 			if err := Renew(ctx, r, entryAt("a", t2), a, expiry); !errors.Is(err, ErrTaken) {
 				t.Fatalf("a's renewal after the takeover: %v, want ErrTaken", err)
 			}

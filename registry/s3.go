@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
@@ -209,19 +210,20 @@ func (s *S3) List(ctx context.Context) ([]Entry, error) {
 					return
 				}
 			}
-			_, b, exists, err := s.get(ctx, it.key)
+			o, exists, err := s.get(ctx, it.key)
 			switch {
 			case err != nil:
 				r.fatal = err
 			case !exists:
 				// deleted since the listing
 			default:
-				e, err := decodeEntry(it.rel, b)
+				e, err := decodeEntry(it.rel, o.body)
 				if err != nil {
 					r.bad = err
 					return
 				}
 				e.Slot = it.slot
+				e.aged(o.stored, o.now)
 				r.e, r.ok = e, true
 			}
 		}()
@@ -244,21 +246,33 @@ func (s *S3) List(ctx context.Context) ([]Entry, error) {
 	return out, errors.Join(bad...)
 }
 
-// get reads an object: its ETag and body, or exists false.
-func (s *S3) get(ctx context.Context, key string) (etag string, body []byte, exists bool, err error) {
+// object is an object as read: its ETag and body, and two times by the
+// store's clock: when it was stored (Last-Modified) and when it was read
+// (the answer's Date); zero when the store did not say.
+type object struct {
+	etag        string
+	body        []byte
+	stored, now time.Time
+}
+
+// get reads an object, or returns exists false.
+func (s *S3) get(ctx context.Context, key string) (o object, exists bool, err error) {
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
 	if isNotFound(err) {
-		return "", nil, false, nil
+		return object{}, false, nil
 	}
 	if err != nil {
-		return "", nil, false, s.fail("reading", key, err)
+		return object{}, false, s.fail("reading", key, err)
 	}
 	defer out.Body.Close()
-	body, err = io.ReadAll(io.LimitReader(out.Body, MaxEntrySize+1))
+	o.body, err = io.ReadAll(io.LimitReader(out.Body, MaxEntrySize+1))
 	if err != nil {
-		return "", nil, false, s.fail("reading", key, err)
+		return object{}, false, s.fail("reading", key, err)
 	}
-	return aws.ToString(out.ETag), body, true, nil
+	o.etag = aws.ToString(out.ETag)
+	o.stored = aws.ToTime(out.LastModified)
+	o.now, _ = awsmiddleware.GetServerTime(out.ResultMetadata)
+	return o, true, nil
 }
 
 // Claim makes e the holder of slot.
@@ -284,13 +298,14 @@ func (s *S3) write(ctx context.Context, slot int, e Entry, decide func(cur *Entr
 	}
 	key := s.slotKey(slot)
 	for range claimAttempts {
-		etag, body, exists, err := s.get(ctx, key)
+		o, exists, err := s.get(ctx, key)
 		if err != nil {
 			return err
 		}
 		var cur *Entry
 		if exists {
-			if c, err := decodeEntry(strings.TrimPrefix(key, s.prefix), body); err == nil {
+			if c, err := decodeEntry(strings.TrimPrefix(key, s.prefix), o.body); err == nil {
+				c.aged(o.stored, o.now)
 				cur = &c
 			}
 		}
@@ -300,7 +315,7 @@ func (s *S3) write(ctx context.Context, slot int, e Entry, decide func(cur *Entr
 		}
 		in := &s3.PutObjectInput{Bucket: &s.bucket, Key: &key, Body: bytes.NewReader(b), ContentType: aws.String("application/json")}
 		if exists {
-			in.IfMatch = aws.String(etag)
+			in.IfMatch = aws.String(o.etag)
 		} else {
 			in.IfNoneMatch = aws.String("*")
 		}

@@ -17,16 +17,25 @@ type rawPutter func(t *testing.T, key, body string)
 // store is a way to open an empty registry under test.
 type store struct {
 	name string
-	open func(t *testing.T) (Registry, rawPutter)
+	// openAt opens it on the store's clock clk: what it stamps entries
+	// with and its time now (nil: its own, the host's).
+	openAt func(t *testing.T, clk *storeClock) (Registry, rawPutter)
 }
+
+// open opens the store on its own clock.
+func (s store) open(t *testing.T) (Registry, rawPutter) { return s.openAt(t, nil) }
 
 // stores are the writable stores, each on a real backend: a directory, and
 // an S3 API server.
 func stores() []store {
 	return []store{
-		{"file", func(t *testing.T) (Registry, rawPutter) {
+		{"file", func(t *testing.T, clk *storeClock) (Registry, rawPutter) {
 			dir := t.TempDir()
-			return NewFile(dir), func(t *testing.T, key, body string) {
+			f := NewFile(dir)
+			if clk != nil {
+				f.clock = clk.Now
+			}
+			return f, func(t *testing.T, key, body string) {
 				path := filepath.Join(dir, key)
 				if slot, ok := strings.CutPrefix(key, ServersDir); ok {
 					path = filepath.Join(dir, ServersDir, strings.TrimSuffix(slot, ".json"), versionName(1))
@@ -39,8 +48,8 @@ func stores() []store {
 				}
 			}
 		}},
-		{"s3", func(t *testing.T) (Registry, rawPutter) {
-			f := startFakeS3(t, "bucket")
+		{"s3", func(t *testing.T, clk *storeClock) (Registry, rawPutter) {
+			f := startFakeS3At(t, clk, "bucket")
 			return f.open(t, "bucket", "cluster/one"), func(t *testing.T, key, body string) {
 				f.rawPut(t, "bucket", "cluster/one/"+key, body)
 			}
@@ -89,7 +98,10 @@ func TestStoreHeartbeats(t *testing.T) {
 				if !es[i].Time.Equal(want[i].Time) {
 					t.Errorf("entry %d time %v, want %v", i, es[i].Time, want[i].Time)
 				}
-				es[i].Time = want[i].Time
+				if !es[i].Aged || es[i].Age < 0 || es[i].Age > time.Minute {
+					t.Errorf("entry %d: age %v (aged %v), want the store's age of a fresh entry", i, es[i].Age, es[i].Aged)
+				}
+				es[i].Time, es[i].Age, es[i].Aged = want[i].Time, 0, false
 				if es[i] != want[i] {
 					t.Errorf("entry %d: %+v, want %+v", i, es[i], want[i])
 				}
@@ -125,31 +137,35 @@ func TestStoreClaims(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, st := range stores() {
 		t.Run(st.name, func(t *testing.T) {
-			r, _ := st.open(t)
+			// Each node's clock agrees with the store's here: the store's
+			// clock is set to the time of each claim.
+			clk := newStoreClock(t0)
+			r, _ := st.openAt(t, clk)
+			claim := func(slot int, e Entry) error { clk.set(e.Time); return r.Claim(ctx, slot, e, expiry) }
 			a, b := entryAt("a", t0), entryAt("b", t0.Add(time.Second))
 			a.Role, b.Role = RoleServer, RoleServer
-			if err := r.Claim(ctx, 0, a, expiry); err != nil {
+			if err := claim(0, a); err != nil {
 				t.Fatalf("claiming a free slot: %v", err)
 			}
-			if err := r.Claim(ctx, 0, b, expiry); !errors.Is(err, ErrTaken) {
+			if err := claim(0, b); !errors.Is(err, ErrTaken) {
 				t.Fatalf("claiming a live slot of another: %v, want ErrTaken", err)
 			}
 			a.Time = t0.Add(5 * time.Second)
-			if err := r.Claim(ctx, 0, a, expiry); err != nil {
+			if err := claim(0, a); err != nil {
 				t.Fatalf("renewing: %v", err)
 			}
 			// b comes back when a's renewal is older than expiry: takeover.
 			b.Time = a.Time.Add(expiry - time.Millisecond)
-			if err := r.Claim(ctx, 0, b, expiry); !errors.Is(err, ErrTaken) {
+			if err := claim(0, b); !errors.Is(err, ErrTaken) {
 				t.Fatalf("claiming just before expiry: %v, want ErrTaken", err)
 			}
 			b.Time = a.Time.Add(expiry)
-			if err := r.Claim(ctx, 0, b, expiry); err != nil {
+			if err := claim(0, b); err != nil {
 				t.Fatalf("taking over an expired slot: %v", err)
 			}
 			// a wakes up: its renewal fails, and so does its release.
 			a.Time = b.Time.Add(time.Second)
-			if err := r.Claim(ctx, 0, a, expiry); !errors.Is(err, ErrTaken) {
+			if err := claim(0, a); !errors.Is(err, ErrTaken) {
 				t.Fatalf("renewing a lost slot: %v, want ErrTaken", err)
 			}
 			if err := r.Release(ctx, 0, a); !errors.Is(err, ErrTaken) {
@@ -169,13 +185,13 @@ func TestStoreClaims(t *testing.T) {
 			if err := r.Release(ctx, 0, b); err != nil {
 				t.Fatalf("releasing twice: %v", err)
 			}
-			if err := r.Claim(ctx, 0, a, expiry); err != nil {
+			if err := claim(0, a); err != nil {
 				t.Fatalf("claiming a released slot: %v", err)
 			}
 			if err := r.Release(ctx, 5, a); err != nil {
 				t.Fatalf("releasing a slot never claimed: %v", err)
 			}
-			if err := r.Claim(ctx, -1, a, expiry); err == nil {
+			if err := claim(-1, a); err == nil {
 				t.Fatal("claimed slot -1")
 			}
 		})
@@ -229,15 +245,19 @@ func TestPurge(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, st := range stores() {
 		t.Run(st.name, func(t *testing.T) {
-			r, _ := st.open(t)
+			clk := newStoreClock(now) // set to the time of each write, then now
+			r, _ := st.openAt(t, clk)
 			for _, e := range []Entry{entryAt("live", now.Add(-expiry+time.Second)), entryAt("dead", now.Add(-expiry)), entryAt("older", now.Add(-time.Hour))} {
+				clk.set(e.Time)
 				if err := r.Put(ctx, e); err != nil {
 					t.Fatal(err)
 				}
 			}
+			clk.set(now.Add(-time.Hour))
 			if err := r.Claim(ctx, 0, entryAt("dead", now.Add(-time.Hour)), expiry); err != nil {
 				t.Fatal(err)
 			}
+			clk.set(now)
 			es, _ := r.List(ctx)
 			n, err := Purge(ctx, r, es, now, expiry)
 			if err != nil || n != 2 {

@@ -73,6 +73,9 @@ func startAgent(opt agentOptions) (*agent, error) {
 	cfg := *opt.cfg
 	log := opt.log
 	h := newHub()
+	if cfg.Clock != nil {
+		h.now = cfg.Clock.Now
+	}
 	d := newDecommissions(cfg.ID, log)
 	d.token = opt.token
 	markersFile, err := opt.data.decommissionFile()
@@ -411,6 +414,10 @@ func runAgent(args []string, stderr io.Writer) int {
 	}
 	if cfg.ID == "" {
 		cfg.ID = randomID()
+	}
+	if cfg.Clock, err = testClock(os.Getenv, time.Now()); err != nil {
+		fmt.Fprintf(stderr, "scuttlebutt agent: %v\n", err)
+		return exitUsage
 	}
 	log := c.logger(stderr)
 	libLog := c.libLogger(stderr, log)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/scuttlebutt-go/scuttlebutt"
 	"github.com/scuttlebutt-go/scuttlebutt/docker"
+	"github.com/scuttlebutt-go/scuttlebutt/lease"
 )
 
 // fakeNode is a clusterNode in memory.
@@ -30,6 +32,9 @@ type fakeNode struct {
 	infos map[string]scuttlebutt.NodeInfo
 	state map[string]map[string]string
 }
+
+// Now is the host's clock.
+func (f *fakeNode) Now() time.Time { return time.Now() }
 
 func newFakeNode(id string, peers ...string) *fakeNode {
 	f := &fakeNode{id: id, infos: map[string]scuttlebutt.NodeInfo{}, state: map[string]map[string]string{}}
@@ -62,6 +67,32 @@ func (f *fakeNode) UpdateLocal(key, value string) error {
 	}
 	f.set(f.id, key, value)
 	return nil
+}
+
+// peer is the fake node as seen by another of its nodes: writes go to
+// that node's keys.
+type peer struct {
+	*fakeNode
+	id string
+}
+
+func (p peer) ID() string                    { return p.id }
+func (p peer) UpdateLocal(k, v string) error { p.set(p.id, k, v); return nil }
+func (p peer) DeleteLocal(key string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.state[p.id], key)
+	return nil
+}
+
+// ackAsPeers makes the fake peers acknowledge lease requests, as their
+// agents would, until the test ends.
+func (ts *testServer) ackAsPeers(t *testing.T, opt lease.Options, ids ...string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	for _, id := range ids {
+		go lease.New(peer{ts.node, id}, opt).Run(ctx)
+	}
 }
 
 func (f *fakeNode) DeleteLocal(key string) error {

@@ -316,25 +316,17 @@ func (s *server) consulBlocking(answer func(consulQuery) any) http.HandlerFunc {
 				if idx > index {
 					break
 				}
-				var expiry <-chan time.Time
-				var timer *time.Timer
-				if until := s.services.get().until; !until.IsZero() {
-					timer = time.NewTimer(time.Until(until) + time.Millisecond)
-					expiry = timer.C
-				}
+				// An expiry is a record change too (its owner rewrites the
+				// record), so changed covers it.
 				done := false
 				select {
 				case <-changed:
-				case <-expiry:
 				case <-deadline.C:
 					done = true
 				case <-r.Context().Done():
 					return
 				case <-s.ctx.Done():
 					done = true
-				}
-				if timer != nil {
-					timer.Stop()
 				}
 				if done {
 					compute()

@@ -153,7 +153,11 @@ func (d *decommissions) set(id string, cleared bool) (marker, error) {
 // set.
 func (d *decommissions) setWith(id string, cleared bool, token string) (marker, error) {
 	d.mu.Lock()
-	m := marker{At: time.Now().UnixNano(), By: d.self, Cleared: cleared}
+	now := time.Now()
+	if d.node != nil {
+		now = d.node.Now()
+	}
+	m := marker{At: now.UnixNano(), By: d.self, Cleared: cleared}
 	if cur, ok := d.known[id]; ok && cur.At >= m.At {
 		m.At = cur.At + 1 // a clock behind the marker's writer must still win
 	}

@@ -93,10 +93,16 @@ type proc struct {
 // waits until it says where it listens.
 func startAgentProc(t *testing.T, bin, id string, extra ...string) *proc {
 	t.Helper()
+	return startAgentProcEnv(t, bin, id, nil, extra...)
+}
+
+// startAgentProcEnv is startAgentProc with more environment variables.
+func startAgentProcEnv(t *testing.T, bin, id string, env []string, extra ...string) *proc {
+	t.Helper()
 	args := append([]string{"agent", "-id", id, "-bind", "127.0.0.1:0", "-http", "127.0.0.1:0",
 		"-config", "local", "-log-format", "json", "-dns", ""}, extra...) // -dns: extra may give one
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "SCUTTLEBUTT_CLUSTER=e2e")
+	cmd.Env = append(append(os.Environ(), "SCUTTLEBUTT_CLUSTER=e2e"), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

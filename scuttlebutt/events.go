@@ -25,7 +25,8 @@ type event struct {
 // hub fans the cluster's changes out to the streams of GET /v1/watch and
 // counts them, so that cached views know when to rebuild.
 type hub struct {
-	version atomic.Uint64 // bumped on every change
+	version atomic.Uint64    // bumped on every change
+	now     func() time.Time // the wall clock of events' times; nil: time.Now. Set before use.
 
 	mu   sync.Mutex
 	subs map[*watcher]struct{}
@@ -62,7 +63,7 @@ func (h *hub) unsubscribe(w *watcher) {
 // publish never blocks: a watcher whose buffer is full is dropped.
 func (h *hub) publish(e event) {
 	if e.Time.IsZero() {
-		e.Time = time.Now().UTC()
+		e.Time = wallNow(h.now).UTC()
 	}
 	h.version.Add(1)
 	h.mu.Lock()

@@ -209,7 +209,7 @@ func (c *cli) acquireLease(ctx context.Context, l leaseCmd) int {
 		if len(ahead) > 0 {
 			why += fmt.Sprintf("; ahead of %s: %s", l.serviceID, strings.Join(ahead, ", "))
 		} else {
-			why += fmt.Sprintf("; %s was first, but its request must be published for %s before it holds", l.serviceID, v.Settle)
+			why += fmt.Sprintf("; %s was first, but not every live node acknowledged it yet", l.serviceID)
 		}
 	}
 	if requested {

@@ -55,6 +55,7 @@ type leaseManager struct {
 // leaseRequest is one request this agent made for a client.
 type leaseRequest struct {
 	mine             lease.Request
+	requested        time.Time // monotonic
 	holdUntilHealthy bool
 	maxHold          time.Duration
 
@@ -69,8 +70,13 @@ type leaseRequest struct {
 	cancel    context.CancelFunc // ends the waiting or holding goroutine
 }
 
+// newLeaseManager returns the lease manager of an agent, which
+// acknowledges the cluster's lease requests (as every node must) until ctx
+// ends.
 func newLeaseManager(n clusterNode, opt lease.Options, log *slog.Logger, ctx context.Context) *leaseManager {
-	return &leaseManager{leases: lease.New(n, opt), node: n, log: log, ctx: ctx, reqs: map[string]*leaseRequest{}}
+	m := &leaseManager{leases: lease.New(n, opt), node: n, log: log, ctx: ctx, reqs: map[string]*leaseRequest{}}
+	go m.leases.Run(ctx)
+	return m
 }
 
 // leaseFlags are the agent's flags of leases.
@@ -79,8 +85,8 @@ type leaseFlags struct {
 }
 
 func (f *leaseFlags) register(fs *flag.FlagSet) {
-	fs.DurationVar(&f.spread, "lease-spread", 0, "`time` a lease request takes to reach every node, at most (default: 20 gossip rounds: 4s with -config lan)")
-	fs.DurationVar(&f.skew, "lease-skew", time.Second, "`time` the clocks of the nodes differ by, at most")
+	fs.DurationVar(&f.spread, "lease-spread", 0, "ignored (accepted for earlier command lines): a lease is granted once every live node acknowledges it")
+	fs.DurationVar(&f.skew, "lease-skew", 0, "ignored (accepted for earlier command lines): no lease decision compares clocks")
 }
 
 func (f *leaseFlags) check() error {
@@ -90,16 +96,11 @@ func (f *leaseFlags) check() error {
 	return nil
 }
 
-// options returns the options of the agent's leases for a gossip interval:
-// a request reaches every node within 20 rounds unless -lease-spread says
-// otherwise; a request holds once it has been published for the spread
-// plus the skew.
+// options returns the options of the agent's leases for a gossip
+// interval: the cluster's state is looked at every round (at least every
+// 100 ms). -lease-spread and -lease-skew no longer count.
 func (f leaseFlags) options(gossipInterval time.Duration) lease.Options {
-	spread := f.spread
-	if spread == 0 {
-		spread = 20 * gossipInterval
-	}
-	return lease.Options{Spread: spread, Skew: f.skew}
+	return lease.Options{Poll: max(gossipInterval, 100*time.Millisecond)}
 }
 
 // leaseView is one of this agent's requests as the API shows it.
@@ -114,7 +115,7 @@ type leaseView struct {
 	EndReason        string       `json:"end_reason,omitempty"`
 	HoldUntilHealthy bool         `json:"hold_until_healthy"`
 	MaxHold          string       `json:"max_hold"`
-	Settle           string       `json:"settle"`   // how long a request waits before it may hold
+	Settle           string       `json:"settle"`   // always "0s": no request waits for clocks (kept for clients of earlier versions)
 	Position         int          `json:"position"` // in the label's queue: 0 holds or is next; -1 not in it
 	Queue            []queueEntry `json:"queue"`
 }
@@ -143,11 +144,11 @@ func (m *leaseManager) viewLocked(r *leaseRequest) leaseView {
 		MaxHold: r.maxHold.String(), Settle: m.leases.Settle().String(), Position: -1, Queue: toQueue(q),
 	}
 	if !r.heldSince.IsZero() {
-		t := r.heldSince.UTC()
+		t := wallOf(m.node, r.heldSince).UTC()
 		v.HeldSince = &t
 	}
 	if !r.endedAt.IsZero() {
-		t := r.endedAt.UTC()
+		t := wallOf(m.node, r.endedAt).UTC()
 		v.EndedAt = &t
 	}
 	for i, e := range q {
@@ -175,10 +176,10 @@ func (m *leaseManager) acquire(label, id string, holdUntilHealthy bool, maxHold 
 		return leaseView{}, false, err
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
-	r := &leaseRequest{mine: mine, holdUntilHealthy: holdUntilHealthy, maxHold: maxHold, state: leaseWaiting,
+	r := &leaseRequest{mine: mine, requested: time.Now(), holdUntilHealthy: holdUntilHealthy, maxHold: maxHold, state: leaseWaiting,
 		lastPoll: time.Now(), changed: make(chan struct{}), cancel: cancel}
 	m.reqs[k] = r
-	m.log.Info("lease requested", "label", label, "service_id", id, "settle", m.leases.Settle())
+	m.log.Info("lease requested", "label", label, "service_id", id, "ticket", mine.Ticket)
 	go m.run(ctx, r)
 	if !m.sweeping {
 		m.sweeping = true
@@ -201,7 +202,7 @@ func (m *leaseManager) run(ctx context.Context, r *leaseRequest) {
 	m.notifyLocked(r)
 	m.mu.Unlock()
 	m.log.Info("lease held", "label", r.mine.Label, "service_id", r.mine.ServiceID,
-		"waited", time.Since(r.mine.At).Round(time.Millisecond), "hold_until_healthy", r.holdUntilHealthy, "max_hold", r.maxHold)
+		"waited", time.Since(r.requested).Round(time.Millisecond), "hold_until_healthy", r.holdUntilHealthy, "max_hold", r.maxHold)
 	t := time.NewTicker(leaseTick)
 	defer t.Stop()
 	for {

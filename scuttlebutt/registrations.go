@@ -128,6 +128,9 @@ func (r *registrations) report(reg docker.Registration, ttl time.Duration, res h
 		if cur == nil {
 			r.log.Info("service registered", "service", reg.Service, "id", reg.ID, "addr", net.JoinHostPort(reg.Host, strconv.Itoa(reg.Port)), "ttl", ttl)
 		}
+		if cur != nil {
+			cur.pub.Stop() // replaced: the new one expires the record
+		}
 		cur = &registration{reg: reg, pub: p}
 	}
 	written, rec, err := cur.pub.Report(res)
@@ -207,7 +210,7 @@ func (r *registrations) list() []registrationView {
 	out := make([]registrationView, 0, len(r.regs))
 	for key, cur := range r.regs {
 		out = append(out, registrationView{Service: cur.reg.Service, ID: cur.reg.ID, Key: key,
-			TTL: cur.pub.TTL().String(), LastReport: cur.last.UTC(), Record: cur.record})
+			TTL: cur.pub.TTL().String(), LastReport: wallOf(r.pub, cur.last).UTC(), Record: cur.record})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out

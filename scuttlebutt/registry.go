@@ -112,12 +112,13 @@ func startRegistrar(a *agent, f registryFlags, log *slog.Logger, stderr io.Write
 	return r
 }
 
-// self is this node's entry at now.
-func (r *registrar) self(now time.Time) registry.Entry {
+// self is this node's entry now, stamped by its clock (shown only: ages
+// are the store's).
+func (r *registrar) self() registry.Entry {
 	r.mu.Lock()
 	d := r.decision
 	r.mu.Unlock()
-	return registry.Entry{ID: r.a.node.ID(), Addr: r.a.node.Addr(), Role: d.Role, Bootstrap: d.Bootstrap, Time: now}
+	return registry.Entry{ID: r.a.node.ID(), Addr: r.a.node.Addr(), Role: d.Role, Bootstrap: d.Bootstrap, Time: r.a.node.Now()}
 }
 
 func (r *registrar) run(ctx context.Context) {
@@ -205,7 +206,7 @@ func (r *registrar) choose(ctx context.Context) bool {
 	retry := newBackoff(registryMinRetry, max(r.f.expiry/2, registryMinRetry))
 	for {
 		cctx, cancel := context.WithTimeout(ctx, registryCallTimeout)
-		d, err := registry.Choose(cctx, r.f.reg, r.self(time.Now()), r.f.servers, r.f.expiry)
+		d, err := registry.Choose(cctx, r.f.reg, r.self(), r.f.servers, r.f.expiry)
 		cancel()
 		if ctx.Err() != nil {
 			return false
@@ -250,7 +251,7 @@ func (r *registrar) publishRole(d registry.Decision) {
 func (r *registrar) beat(ctx context.Context, now time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, registryCallTimeout)
 	defer cancel()
-	self := r.self(now)
+	self := r.self()
 	if err := r.f.reg.Put(ctx, self); err != nil {
 		if errors.Is(err, registry.ErrUnsupported) {
 			return nil // DNS seeds: nothing to write
@@ -421,7 +422,7 @@ func (r *registrar) stop() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), registryLeaveTimeout)
 	defer cancel()
-	self := r.self(time.Now())
+	self := r.self()
 	if d.Role == registry.RoleServer {
 		if err := r.f.reg.Release(ctx, d.Slot, self); err != nil && !errors.Is(err, registry.ErrTaken) {
 			r.log.Warn("cannot release this server's slot; it expires after -registry-expiry", "slot", d.Slot, "err", err)

@@ -27,6 +27,8 @@ type registryEntryJSON struct {
 	Time      time.Time `json:"time"`
 	Released  bool      `json:"released,omitempty"`
 	State     string    `json:"state"` // live, expired or released
+
+	written time.Time // shown: now less the store's age of the entry when it told it, else Time
 }
 
 // runRegistry is `scuttlebutt registry list`: the entries of a registry,
@@ -84,7 +86,10 @@ func runRegistry(args []string, stdout, stderr io.Writer) int {
 	out := make([]registryEntryJSON, 0, len(entries))
 	for _, e := range entries {
 		j := registryEntryJSON{Key: e.Key, ID: e.ID, Addr: e.Addr, Role: e.Role, Bootstrap: e.Bootstrap,
-			Time: e.Time, Released: e.Released, State: "live"}
+			Time: e.Time, Released: e.Released, State: "live", written: e.Time}
+		if e.Aged {
+			j.written = now.Add(-e.Age)
+		}
 		if e.IsSlot() {
 			j.Slot = &e.Slot
 		}
@@ -109,7 +114,7 @@ func runRegistry(args []string, stdout, stderr io.Writer) int {
 			slot = strconv.Itoa(*e.Slot)
 		}
 		role := roleText(e.Role, e.Bootstrap)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Key, slot, e.ID, e.Addr, role, ago(now, e.Time, false), e.State)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Key, slot, e.ID, e.Addr, role, ago(now, e.written, false), e.State)
 	}
 	tw.Flush()
 	return exitOK

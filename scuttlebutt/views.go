@@ -29,6 +29,7 @@ type clusterNode interface {
 	Nodes() []scuttlebutt.NodeInfo
 	NodeInfo(nodeID string) (scuttlebutt.NodeInfo, bool)
 	Stats() scuttlebutt.Stats
+	Now() time.Time // the wall clock of every time written into state
 }
 
 var _ clusterNode = (*scuttlebutt.Node)(nil)
@@ -140,7 +141,6 @@ type serviceSummary struct {
 // change: GET /services.json under load costs a copy, not an encoding.
 type servicesSnapshot struct {
 	version  uint64
-	until    time.Time // the next expiry of an instance: rebuilt then; zero: none
 	byName   map[string][]instanceView
 	names    []string
 	pretty   []byte // GET /services.json
@@ -160,20 +160,21 @@ type servicesCache struct {
 	seq  atomic.Uint64 // rebuilds, for ETags: a rebuild for an expiry has the same version
 }
 
-// fresh tells whether a snapshot still holds at hub version v and now.
-func (s *servicesSnapshot) fresh(v uint64, now time.Time) bool {
-	return s != nil && s.version == v && (s.until.IsZero() || now.Before(s.until))
+// fresh tells whether a snapshot still holds at hub version v. (An expiry
+// is a record its publisher rewrote: a change of the hub like any other.)
+func (s *servicesSnapshot) fresh(v uint64) bool {
+	return s != nil && s.version == v
 }
 
 func (c *servicesCache) get() *servicesSnapshot {
 	v := c.hub.version.Load()
-	if s := c.cur.Load(); s.fresh(v, time.Now()) {
+	if s := c.cur.Load(); s.fresh(v) {
 		return s
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v = c.hub.version.Load()
-	if s := c.cur.Load(); s.fresh(v, time.Now()) {
+	if s := c.cur.Load(); s.fresh(v) {
 		return s
 	}
 	s := buildServices(c.node, v, c.seq.Add(1))
@@ -188,9 +189,6 @@ func buildServices(n clusterNode, version, seq uint64) *servicesSnapshot {
 		views := make([]instanceView, len(list))
 		for i, in := range list {
 			views[i] = toInstanceView(in, now)
-			if exp := time.UnixMilli(in.Expires); in.Expires != 0 && exp.After(now) && (s.until.IsZero() || exp.Before(s.until)) {
-				s.until = exp
-			}
 		}
 		s.byName[name] = views
 		s.names = append(s.names, name)
