@@ -189,81 +189,101 @@ func loadHTTP(url string, conc int, d time.Duration, gz bool) (loadResult, error
 	return res, nil
 }
 
-// benchCluster starts a demo process of nodes-1 nodes publishing instances
-// service instances and an agent process joined to it, waits until the
-// agent sees them all, loads the agent and reports its RSS.
-func benchCluster(stdout, stderr io.Writer, nodes, instances int, preset, path string, conc int, d time.Duration, gz bool) error {
+// benchProcs is what the load commands (bench-http, bench-dns) measure: a
+// demo process of nodes-1 nodes publishing the service instances (the
+// other machines of a cluster), and one agent process joined to it.
+type benchProcs struct {
+	demo, agent *exec.Cmd
+	base        string // the agent's HTTP API
+}
+
+// startBenchCluster starts the demo process and the agent, with agentArgs
+// added to the agent's flags, and waits until the agent sees every node
+// alive and every instance. stop ends both.
+func startBenchCluster(stdout, stderr io.Writer, nodes, instances, services int, preset string, agentArgs ...string) (*benchProcs, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	demoHTTP, err := freeAddr()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	agentHTTP, err := freeAddr()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(stdout, "starting a demo process of %d nodes with %d service instances (config %s)\n", nodes-1, instances, preset)
-	demo := exec.Command(exe, "demo", "-nodes", strconv.Itoa(nodes-1), "-instances", strconv.Itoa(instances),
-		"-lively=false", "-http", demoHTTP, "-config", preset, "-log-level", "warn")
-	demo.Stdout, demo.Stderr = io.Discard, stderr
-	if err := demo.Start(); err != nil {
-		return err
+	b := &benchProcs{base: "http://" + agentHTTP}
+	b.demo = exec.Command(exe, "demo", "-nodes", strconv.Itoa(nodes-1), "-instances", strconv.Itoa(instances),
+		"-services", strconv.Itoa(services), "-lively=false", "-http", demoHTTP, "-dns", "", "-config", preset, "-log-level", "warn")
+	b.demo.Stdout, b.demo.Stderr = io.Discard, stderr
+	if err := b.demo.Start(); err != nil {
+		return nil, err
 	}
-	defer stopProcess(demo)
 	// The demo's nodes stand for other machines: on this one they must not
 	// take the CPU from the agent under test and the load generator.
-	syscall.Setpriority(syscall.PRIO_PROCESS, demo.Process.Pid, 19)
+	syscall.Setpriority(syscall.PRIO_PROCESS, b.demo.Process.Pid, 19)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	alive := func(base string) (n int, self string) {
+		ns, _ := fetchNodes(base)
+		for _, nd := range ns {
+			if nd.Status == "alive" {
+				n++
+			}
+			if nd.Local {
+				self = nd.Addr
+			}
+		}
+		return n, self
+	}
 	var seed string
 	if err := waitFor(ctx, func() bool {
-		ns, err := fetchNodes("http://" + demoHTTP)
-		if err != nil {
-			return false
-		}
-		alive := 0
-		for _, n := range ns {
-			if n.Status == "alive" {
-				alive++
-			}
-			if n.Local {
-				seed = n.Addr
-			}
-		}
-		return alive == nodes-1
+		var n int
+		n, seed = alive("http://" + demoHTTP)
+		return n == nodes-1
 	}); err != nil {
-		return fmt.Errorf("the demo cluster did not converge to %d live nodes: %w", nodes-1, err)
+		b.stop()
+		return nil, fmt.Errorf("the demo cluster did not converge to %d live nodes: %w", nodes-1, err)
 	}
-
 	fmt.Fprintf(stdout, "starting an agent process joined to %s\n", seed)
-	agent := exec.Command(exe, "agent", "-id", "bench-agent", "-bind", "127.0.0.1:0", "-http", agentHTTP,
-		"-join", seed, "-config", preset, "-log-level", "warn")
-	agent.Stdout, agent.Stderr = io.Discard, stderr
-	if err := agent.Start(); err != nil {
-		return err
+	args := append([]string{"agent", "-id", "bench-agent", "-bind", "127.0.0.1:0", "-http", agentHTTP,
+		"-join", seed, "-config", preset, "-log-level", "warn"}, agentArgs...)
+	b.agent = exec.Command(exe, args...)
+	b.agent.Stdout, b.agent.Stderr = io.Discard, stderr
+	if err := b.agent.Start(); err != nil {
+		b.stop()
+		return nil, err
 	}
-	defer stopProcess(agent)
-	base := "http://" + agentHTTP
 	t0 := time.Now()
 	if err := waitFor(ctx, func() bool {
-		ns, err := fetchNodes(base)
-		if err != nil {
-			return false
-		}
-		alive := 0
-		for _, n := range ns {
-			if n.Status == "alive" {
-				alive++
-			}
-		}
-		return alive == nodes && countInstances(base) == instances
+		n, _ := alive(b.base)
+		return n == nodes && countInstances(b.base) == instances
 	}); err != nil {
-		return fmt.Errorf("the agent did not see %d live nodes and %d instances: %w", nodes, instances, err)
+		b.stop()
+		return nil, fmt.Errorf("the agent did not see %d live nodes and %d instances: %w", nodes, instances, err)
 	}
 	fmt.Fprintf(stdout, "the agent sees %d live nodes and %d instances (after %s)\n", nodes, instances, time.Since(t0).Round(time.Millisecond))
+	return b, nil
+}
+
+func (b *benchProcs) stop() {
+	if b.agent != nil {
+		stopProcess(b.agent)
+	}
+	stopProcess(b.demo)
+}
+
+// benchCluster loads the agent of startBenchCluster over HTTP and reports
+// its CPU and RSS.
+func benchCluster(stdout, stderr io.Writer, nodes, instances int, preset, path string, conc int, d time.Duration, gz bool) error {
+	b, err := startBenchCluster(stdout, stderr, nodes, instances, 0, preset)
+	if err != nil {
+		return err
+	}
+	defer b.stop()
+	agent, base := b.agent, b.base
 	rssIdle := readRSS(agent.Process.Pid, "VmRSS")
 
 	idle0 := readCPU(agent.Process.Pid)

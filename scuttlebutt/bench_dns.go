@@ -1,18 +1,13 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
 	"slices"
-	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -206,64 +201,16 @@ func loadDNS(addr string, qs []dns.Question, conc int, d time.Duration) (dnsLoad
 // process with a DNS server joined to it, waits until the agent sees every
 // instance, loads its DNS server and reports its RSS and CPU.
 func benchDNSCluster(stdout, stderr io.Writer, nodes, instances, services int, preset string, conc int, d time.Duration) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	demoHTTP, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	agentHTTP, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "starting a demo process of %d nodes with %d instances of %d services (config %s)\n", nodes-1, instances, services, preset)
-	demo := exec.Command(exe, "demo", "-nodes", strconv.Itoa(nodes-1), "-instances", strconv.Itoa(instances),
-		"-services", strconv.Itoa(services), "-lively=false", "-http", demoHTTP, "-dns", "", "-config", preset, "-log-level", "warn")
-	demo.Stdout, demo.Stderr = io.Discard, stderr
-	if err := demo.Start(); err != nil {
-		return err
-	}
-	defer stopProcess(demo)
-	syscall.Setpriority(syscall.PRIO_PROCESS, demo.Process.Pid, 19) // the other machines of the cluster
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var seed string
-	if err := waitFor(ctx, func() bool {
-		ns, err := fetchNodes("http://" + demoHTTP)
-		if err != nil {
-			return false
-		}
-		alive := 0
-		for _, n := range ns {
-			if n.Status == "alive" {
-				alive++
-			}
-			if n.Local {
-				seed = n.Addr
-			}
-		}
-		return alive == nodes-1
-	}); err != nil {
-		return fmt.Errorf("the demo cluster did not converge to %d live nodes: %w", nodes-1, err)
-	}
 	dnsAddr, err := freeUDPAddr()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "starting an agent process joined to %s, DNS on %s\n", seed, dnsAddr)
-	agent := exec.Command(exe, "agent", "-id", "bench-agent", "-bind", "127.0.0.1:0", "-http", agentHTTP, "-dns", dnsAddr,
-		"-join", seed, "-cluster", "demo", "-config", preset, "-log-level", "warn")
-	agent.Stdout, agent.Stderr = io.Discard, stderr
-	if err := agent.Start(); err != nil {
+	b, err := startBenchCluster(stdout, stderr, nodes, instances, services, preset, "-dns", dnsAddr)
+	if err != nil {
 		return err
 	}
-	defer stopProcess(agent)
-	base := "http://" + agentHTTP
-	if err := waitFor(ctx, func() bool { return countInstances(base) == instances }); err != nil {
-		return fmt.Errorf("the agent did not see %d instances: %w", instances, err)
-	}
+	defer b.stop()
+	agent, base := b.agent, b.base
 	var out struct {
 		Services []serviceSummary `json:"services"`
 	}
