@@ -415,7 +415,7 @@ func TestConnectionsTotalBound(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(3 * time.Second))
+		c.SetDeadline(time.Now().Add(10 * time.Second)) // a loaded CI machine under -race
 		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
 		br := bufio.NewReader(c)
 		if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, "200") {
@@ -450,6 +450,7 @@ func TestConnectionsTotalBound(t *testing.T) {
 	if dial("127.0.4.1", "/") == nil {
 		t.Fatal("a newcomer at the bound of idle connections was refused")
 	}
+	eventually(t, 10*time.Second, "the newcomer's connection idle too", allIdle(4))
 	if !closed(idle[0]) {
 		t.Fatal("the connection idle the longest was kept")
 	}
@@ -464,6 +465,7 @@ func TestConnectionsTotalBound(t *testing.T) {
 		if dial("127.0.5.1", "/block") == nil {
 			t.Fatalf("busy connection %d refused", i)
 		}
+		eventually(t, 10*time.Second, "the busy connections seen busy", allIdle(3-i))
 	}
 	if dial("127.0.5.2", "/block") == nil {
 		t.Fatal("a newcomer was refused while a client held three of four busy connections")
