@@ -143,3 +143,29 @@ func TestCatchUpOnlyOnStreams(t *testing.T) {
 		t.Fatalf("b took a refused message: version %d", v)
 	}
 }
+
+// The CatchUp example of docs/protocol.md §9, byte for byte, both ways.
+func TestProtocolDocCatchUpExample(t *testing.T) {
+	m := message{Type: msgCatchUp, Cluster: "default", From: "a", Gen: 7,
+		Deltas: []nodeDelta{{ID: "a", Gen: 7, FromVersion: 2, MaxVersion: 3, Entries: []wireEntry{{Key: "k", Value: "v", Version: 3}}}}}
+	var buf bytes.Buffer
+	b, err := m.encode(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "9a cd 53 42 04 0a a7 64 65 66 61 75 6c 74 a1 61 07 00 90 90 91 98 a1 61 07 c2 02 03 00 00 91 94 a1 6b a1 76 03 c2"
+	if got := fmt.Sprintf("% x", b); got != want {
+		t.Fatalf("encoded\n%s\nwant (docs/protocol.md)\n%s", got, want)
+	}
+	b2 := newTestCore(t, "b", func(c *Config) { c.ClusterID = "default" })
+	a := newTestCore(t, "a", func(c *Config) { c.ClusterID = "default"; c.Generation = 7 })
+	mustSet(t, a, t0, "j", "w")
+	joinCores(t, t0, a, b2)                 // b holds a at version 2 (its :addr and j)
+	from, full, err := b2.StepStream(t0, b) // the example, as a stream's frame body
+	if err != nil || from != "a" || full {
+		t.Fatalf("StepStream = %q, %v, %v", from, full, err)
+	}
+	if v, ok := b2.Lookup("a", "k"); !ok || v != "v" {
+		t.Fatalf("Lookup(a, k) = %q, %v", v, ok)
+	}
+}
