@@ -19,8 +19,8 @@ import (
 //
 // Pushes are rate-limited, so that a flapping condition cannot storm: one
 // stream to a peer at a time, at least catchUpInterval between the end of
-// one and the start of the next to the same peer, and at most maxCatchUps
-// in flight from a node. Meanwhile gossip goes on as before; the datagram
+// one and the start of the next to the same peer (doubling while the peer
+// stays far behind), and at most maxCatchUps in flight from a node. Meanwhile gossip goes on as before; the datagram
 // deltas of the backlog are cut as always, and duplicates are ignored on
 // arrival.
 
@@ -43,15 +43,46 @@ type CatchUp struct {
 
 // catchUpState is the rate limit of catch-ups to one peer.
 type catchUpState struct {
-	busy bool      // a stream to it is in flight
-	last time.Time // the start of the last, or its end once done
+	busy bool          // a stream to it is in flight
+	last time.Time     // the start of the last, or its end once done
+	wait time.Duration // the least time from last to the next
+	sent []digestEntry // the nodes and versions the last one carried
+}
+
+// took tells whether the peer holds all the last catch-up carried of a
+// node, by its entries seen or the requests made for it: it is not stuck.
+func (st *catchUpState) took(reqs []deltaRequest, seen [][]digestEntry) bool {
+	for _, s := range st.sent {
+		for _, es := range seen {
+			for _, e := range es {
+				if e.ID == s.ID && e.Gen == s.Gen && e.MaxVersion >= s.MaxVersion {
+					return true
+				}
+			}
+		}
+		for _, r := range reqs {
+			if r.p.id == s.ID && r.p.gen == s.Gen && !r.unknown && !r.reset && r.from >= s.MaxVersion {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // catchUpInterval is the least time between two catch-ups to one peer:
-// ten rounds, at least a second.
+// ten rounds, at least a second. It doubles with each catch-up to a peer
+// that did not take all of the last one (it may refuse what it is sent,
+// past its own limits, say), up to maxCatchUpBackoff times, and is back
+// to this once the peer is seen to hold all the last one carried of a
+// node.
 func (c *Core) catchUpInterval() time.Duration {
 	return max(time.Second, 10*c.cfg.GossipInterval)
 }
+
+// maxCatchUpBackoff bounds the doubling of catchUpInterval: a peer that
+// never catches up gets its difference every 32 intervals (32 s at the
+// local preset's 1 s, 64 s at LAN's 2 s).
+const maxCatchUpBackoff = 32
 
 // behindBytes tells whether the entries the requests lack take more than
 // limit bytes on the wire. It stops counting at limit.
@@ -69,16 +100,23 @@ func behindBytes(reqs []deltaRequest, limit int) bool {
 }
 
 // catchUp is called where deltas for reqs are about to be sent to peer at
-// addr in a datagram. If the peer lacks more than catchUpDatagrams
-// datagrams' worth and the rate limit allows, it queues a CatchUp with
-// the whole difference. The datagram still goes: it is cheap, and the
-// stream may fail.
-func (c *Core) catchUp(now time.Time, addr, peer string, reqs []deltaRequest) {
-	if len(reqs) == 0 || peer == c.id || c.busyCatchUps >= maxCatchUps {
+// addr in a datagram; seen are the digest entries and wants of the peer's
+// message. If the peer lacks more than catchUpDatagrams datagrams' worth
+// and the rate limit allows, it queues a CatchUp with the whole
+// difference. The datagram still goes: it is cheap, and the stream may
+// fail.
+func (c *Core) catchUp(now time.Time, addr, peer string, reqs []deltaRequest, seen ...[]digestEntry) {
+	if peer == c.id {
 		return
 	}
 	st := c.catchUps[peer]
-	if st != nil && (st.busy || now.Sub(st.last) < c.catchUpInterval()) {
+	if st != nil && st.busy {
+		return
+	}
+	if st != nil && st.sent != nil && st.took(reqs, seen) {
+		st.wait, st.sent = c.catchUpInterval(), nil // it was not stuck: the backoff is over
+	}
+	if len(reqs) == 0 || c.busyCatchUps >= maxCatchUps || st != nil && now.Sub(st.last) < st.wait {
 		return
 	}
 	if !behindBytes(reqs, catchUpDatagrams*c.maxPlain) {
@@ -96,9 +134,17 @@ func (c *Core) catchUp(now time.Time, addr, peer string, reqs []deltaRequest) {
 		c.stats.Dropped["oversize_out"]++
 		return
 	}
-	if st == nil {
-		st = &catchUpState{}
+	switch {
+	case st == nil:
+		st = &catchUpState{wait: c.catchUpInterval()}
 		c.catchUps[peer] = st
+	case st.sent != nil:
+		// It did not take all of the last: wait longer next time.
+		st.wait = min(2*st.wait, maxCatchUpBackoff*c.catchUpInterval())
+	}
+	st.sent = st.sent[:0]
+	for _, d := range m.Deltas {
+		st.sent = append(st.sent, digestEntry{ID: d.ID, Gen: d.Gen, MaxVersion: d.MaxVersion})
 	}
 	st.busy, st.last = true, now
 	c.busyCatchUps++
@@ -108,7 +154,7 @@ func (c *Core) catchUp(now time.Time, addr, peer string, reqs []deltaRequest) {
 
 // CatchUpDone tells the core that the catch-up stream to peer ended, at
 // now, whether or not it was delivered: the next may start after
-// catchUpInterval.
+// catchUpInterval (or longer, backing off, if the peer stays behind).
 func (c *Core) CatchUpDone(peer string, now time.Time) {
 	st := c.catchUps[peer]
 	if st == nil || !st.busy {
@@ -121,7 +167,7 @@ func (c *Core) CatchUpDone(peer string, now time.Time) {
 // forgetCatchUps drops the rate limits that no longer hold anything back.
 func (c *Core) forgetCatchUps(now time.Time) {
 	for id, st := range c.catchUps {
-		if !st.busy && now.Sub(st.last) >= c.catchUpInterval() {
+		if !st.busy && now.Sub(st.last) >= maxCatchUpBackoff*c.catchUpInterval() {
 			delete(c.catchUps, id)
 		}
 	}

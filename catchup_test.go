@@ -8,12 +8,12 @@ import (
 	"time"
 )
 
-// setBacklog sets n keys of the largest value on c.
+// setBacklog sets n new keys of the largest value on c.
 func setBacklog(t *testing.T, c *Core, now time.Time, n int) {
 	t.Helper()
 	value := strings.Repeat("v", MaxValueSize(c.cfg.MaxPacketSize))
-	for i := range n {
-		mustSet(t, c, now, fmt.Sprintf("k%04d", i), value)
+	for range n {
+		mustSet(t, c, now, fmt.Sprintf("k%05d", c.self.maxVersion), value)
 	}
 }
 
@@ -69,6 +69,16 @@ func TestCatchUpDecision(t *testing.T) {
 		t.Fatal("no stream to b still behind after catchUpInterval")
 	}
 	a.CatchUpDone("b", again)
+	// b is still behind (the streams were not delivered): a backs off,
+	// twice the interval now.
+	if more := synCatchUps(t, again.Add(a.catchUpInterval()), a, b); len(more) != 0 {
+		t.Fatal("no backoff for a peer still far behind after a catch-up")
+	}
+	again = again.Add(2 * a.catchUpInterval())
+	if more := synCatchUps(t, again, a, b); len(more) != 1 {
+		t.Fatal("no stream to b after twice the interval")
+	}
+	a.CatchUpDone("b", again)
 
 	// The receiver applies it as a join's state, and answers it with an
 	// empty frame (full is false).
@@ -82,8 +92,13 @@ func TestCatchUpDecision(t *testing.T) {
 	if got := b.Stats().CatchUpsIn; got != 1 {
 		t.Fatalf("CatchUpsIn = %d", got)
 	}
-	if more := synCatchUps(t, again.Add(2*a.catchUpInterval()), a, b); len(more) != 0 {
+	if more := synCatchUps(t, again.Add(a.catchUpInterval()), a, b); len(more) != 0 {
 		t.Fatal("a stream to b caught up")
+	}
+	// Caught up, b is back to the first interval for its next backlog.
+	setBacklog(t, a, t0, 50)
+	if more := synCatchUps(t, again.Add(a.catchUpInterval()), a, b); len(more) != 1 {
+		t.Fatal("the backoff outlived the catch-up")
 	}
 }
 

@@ -613,7 +613,7 @@ func (c *Core) onSyn(now time.Time, addr string, m *message) {
 	if !agree {
 		reserve = min(budget/4, 1+len(c.order)*(MaxIDSize+40))
 	}
-	c.catchUp(now, addr, m.From, reqs)
+	c.catchUp(now, addr, m.From, reqs, m.Digest, m.Wants)
 	var used int
 	reply.Deltas, used = c.buildDeltas(reqs, budget-reserve)
 	budget -= used
@@ -712,7 +712,7 @@ func (c *Core) onSynAck(now time.Time, addr string, m *message) {
 	for _, w := range wants[len(ack.Wants):] {
 		c.addPull(w) // asked for in the next Syn
 	}
-	c.catchUp(now, addr, m.From, reqs)
+	c.catchUp(now, addr, m.From, reqs, m.Digest, m.Wants)
 	ack.Deltas, _ = c.buildDeltas(reqs, budget)
 	if len(ack.Deltas) > 0 || len(ack.Wants) > 0 {
 		c.send(addr, &ack)
@@ -729,7 +729,7 @@ func (c *Core) onAck(now time.Time, addr string, m *message) {
 	}
 	ack := message{Type: msgAck, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
 	budget := c.maxPlain - messageHeaderSize(msgAck, ack.Cluster, ack.From, ack.Gen)
-	c.catchUp(now, addr, m.From, reqs)
+	c.catchUp(now, addr, m.From, reqs, m.Wants)
 	ack.Deltas, _ = c.buildDeltas(reqs, budget)
 	if len(ack.Deltas) > 0 {
 		c.send(addr, &ack)

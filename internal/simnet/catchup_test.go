@@ -100,3 +100,56 @@ func TestBacklogCatchesUp(t *testing.T) {
 		t.Errorf("seed %d: %s", seed, s)
 	}
 }
+
+// A peer that cannot take a backlog (its own MaxNodeBytes is lower than
+// the owner's state) stays far behind however often it is sent it; the
+// senders back off, doubling their wait up to 32 intervals, so it does
+// not get a megabyte from every node every second. Over 60 s, each of the
+// 15 others pushes to it at most 7 times (at 0, 1, 3, 7, 15, 31 and 63 s
+// after its first, plus slack for the round a push waits for an
+// exchange); without the backoff, about 60 each.
+func TestCatchUpsBackOffFromAPeerThatRefuses(t *testing.T) {
+	const seed = 21
+	net, nodes := mesh(t, Options{Seed: seed}, 16, func(c *scuttlebutt.Config) {
+		if c.ID == nodeID(3) {
+			c.MaxNodeBytes = 256 << 10
+		}
+	})
+	net.Run(2 * time.Second)
+	owner, small := nodes[5], nodes[3]
+	value := strings.Repeat("v", scuttlebutt.MaxValueSize(scuttlebutt.DefaultLocalConfig().MaxPacketSize))
+	net.Do(owner, func(c *scuttlebutt.Core) {
+		for i := range 1200 { // about 1 MiB
+			if err := c.Set(net.Now, fmt.Sprintf("k%05d", i), value); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	g, v, _ := owner.Core.Version(owner.Core.ID())
+	var others []*Node
+	for _, nd := range nodes {
+		if nd != small {
+			others = append(others, nd)
+		}
+	}
+	if !net.RunUntil(func() bool { return holdsUpTo(others, owner, g, v) == "" }, 10*time.Second) {
+		t.Fatalf("seed %d: %s", seed, holdsUpTo(others, owner, g, v))
+	}
+	var before uint64
+	for _, nd := range others {
+		before += nd.StreamsOut
+	}
+	net.Run(60 * time.Second)
+	var after uint64
+	for _, nd := range others {
+		after += nd.StreamsOut
+	}
+	_, held, _ := small.Core.Version(owner.Core.ID())
+	t.Logf("seed %d: %s holds %d of %d versions; %d catch-up streams to it in 60 s (%d before)", seed, small.Core.ID(), held, v, after-before, before)
+	if held >= v {
+		t.Fatalf("seed %d: %s took the whole backlog past its limit", seed, small.Core.ID())
+	}
+	if n := after - before; n > 7*uint64(len(others)) {
+		t.Errorf("seed %d: %d catch-up streams in 60 s to a peer that refuses them, want at most %d", seed, n, 7*len(others))
+	}
+}
