@@ -636,6 +636,8 @@ func (n *Node) catchUpStream(cu CatchUp) error {
 		return err
 	}
 	defer conn.Close()
+	// Close does not wait StreamTimeout for a peer that stopped reading.
+	defer context.AfterFunc(ctx, func() { conn.Close() })()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
