@@ -20,7 +20,8 @@ import (
 // Pushes are rate-limited, so that a flapping condition cannot storm: one
 // stream to a peer at a time, at least catchUpInterval between the end of
 // one and the start of the next to the same peer (doubling while the peer
-// stays far behind), and at most maxCatchUps in flight from a node. Meanwhile gossip goes on as before; the datagram
+// is not seen to take what it was sent), and at most maxCatchUps in
+// flight from a node. Meanwhile gossip goes on as before: the datagram
 // deltas of the backlog are cut as always, and duplicates are ignored on
 // arrival.
 
