@@ -109,7 +109,8 @@ type Config struct {
 	MaxSeedRetry time.Duration
 
 	// StreamTimeout bounds a full-state exchange over TCP (dial, write and
-	// read), as done when joining through a seed.
+	// read), as done when joining through a seed, and a catch-up stream
+	// to a peer far behind.
 	StreamTimeout time.Duration
 
 	// Generation, if not zero, is this incarnation's generation. Zero: the

@@ -84,6 +84,10 @@ type Core struct {
 	alarmUntil  time.Time             // suspecting lately: probe the newly watched at once
 	antiEntropy bool                  // the next Syn carries a rotation of the digest
 
+	catchUps     map[string]*catchUpState // rate limits of catch-ups, by peer ID (catchup.go)
+	busyCatchUps int                      // catch-ups in flight
+	catchUpOut   []CatchUp
+
 	stateBytes int             // entrySize over every node's keys (limits.go)
 	limitsHit  map[string]bool // limits already reported by an EventLimit
 
@@ -130,6 +134,7 @@ func NewCore(cfg *Config, addr string, now time.Time) (*Core, error) {
 		aad:      additionalData(full.ClusterID),
 		pending:  make(map[string]verdict),
 		probes:   make(map[uint64]*peerState),
+		catchUps: make(map[string]*catchUpState),
 
 		lastInbound: now,
 		lastTick:    now,
@@ -248,8 +253,8 @@ func (c *Core) emit(e Event) { c.events = append(c.events, e) }
 
 // Ready returns the datagrams and events produced since the last call.
 func (c *Core) Ready() Ready {
-	r := Ready{Messages: c.out, Events: c.events}
-	c.out, c.events = nil, nil
+	r := Ready{Messages: c.out, Events: c.events, CatchUps: c.catchUpOut}
+	c.out, c.events, c.catchUpOut = nil, nil, nil
 	return r
 }
 
@@ -340,6 +345,7 @@ func (c *Core) Tick(now time.Time) {
 			}
 		}
 		c.withdrawVerdicts(now)
+		c.forgetCatchUps(now)
 	}
 	c.pruneRecent()
 	c.updateRing(now)
@@ -529,8 +535,8 @@ func (c *Core) Step(now time.Time, addr string, data []byte) error {
 	if err == nil {
 		m, err = decodeMessage(plain, c.cfg.MaxPacketSize, c.cfg.ClusterID)
 	}
-	if err == nil && m.Type == msgFull {
-		err = fmt.Errorf("%w: full state in a datagram", errBadType)
+	if err == nil && (m.Type == msgFull || m.Type == msgCatchUp) {
+		err = fmt.Errorf("%w: %v in a datagram", errBadType, m.Type)
 	}
 	if err == nil && m.From == c.id {
 		err = errSelf
@@ -607,6 +613,7 @@ func (c *Core) onSyn(now time.Time, addr string, m *message) {
 	if !agree {
 		reserve = min(budget/4, 1+len(c.order)*(MaxIDSize+40))
 	}
+	c.catchUp(now, addr, m.From, reqs, m.Digest, m.Wants)
 	var used int
 	reply.Deltas, used = c.buildDeltas(reqs, budget-reserve)
 	budget -= used
@@ -705,6 +712,7 @@ func (c *Core) onSynAck(now time.Time, addr string, m *message) {
 	for _, w := range wants[len(ack.Wants):] {
 		c.addPull(w) // asked for in the next Syn
 	}
+	c.catchUp(now, addr, m.From, reqs, m.Digest, m.Wants)
 	ack.Deltas, _ = c.buildDeltas(reqs, budget)
 	if len(ack.Deltas) > 0 || len(ack.Wants) > 0 {
 		c.send(addr, &ack)
@@ -721,6 +729,7 @@ func (c *Core) onAck(now time.Time, addr string, m *message) {
 	}
 	ack := message{Type: msgAck, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
 	budget := c.maxPlain - messageHeaderSize(msgAck, ack.Cluster, ack.From, ack.Gen)
+	c.catchUp(now, addr, m.From, reqs, m.Wants)
 	ack.Deltas, _ = c.buildDeltas(reqs, budget)
 	if len(ack.Deltas) > 0 {
 		c.send(addr, &ack)

@@ -44,4 +44,7 @@ type Outgoing struct {
 type Ready struct {
 	Messages []Outgoing
 	Events   []Event
+	// CatchUps are streams to open: peers far behind get the difference
+	// over a stream instead of datagrams (catchup.go).
+	CatchUps []CatchUp
 }

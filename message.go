@@ -10,7 +10,8 @@ const (
 	// another version are refused. 2: the encrypted envelope (envelope.go).
 	// 3: lean gossip: summaries, direct heartbeats to monitors, verdicts.
 	// 4: suspicion confirmed through helpers (probes), deaths carried in
-	// deltas, exact decoding, the key hint of the envelope.
+	// deltas, exact decoding, the key hint of the envelope, catch-up
+	// streams.
 	protocolVersion = 4
 )
 
@@ -31,8 +32,11 @@ const (
 	msgProbeAck  msgType = 7
 	msgPingReq   msgType = 8
 	msgProbeNack msgType = 9
+	// msgCatchUp carries deltas over a stream to a peer far behind
+	// (catchup.go); it is answered with an empty frame.
+	msgCatchUp msgType = 10
 
-	maxMsgType = msgProbeNack
+	maxMsgType = msgCatchUp
 )
 
 func (t msgType) String() string {
@@ -55,6 +59,8 @@ func (t msgType) String() string {
 		return "ping-req"
 	case msgProbeNack:
 		return "probe-nack"
+	case msgCatchUp:
+		return "catch-up"
 	}
 	return "unknown"
 }

@@ -139,6 +139,9 @@ func (n *Node) do(f func(c *Core, now time.Time) error) error {
 	err := f(n.core, time.Now())
 	rd := n.core.Ready()
 	n.events.push(rd.Events)
+	// Added under the lock, before Close can mark the node closed and
+	// wait: every push is waited for.
+	n.wg.Add(len(rd.CatchUps))
 	// Leave waits for acks, or until no live peer is left to give one
 	// (all the others left or died too).
 	if n.leftCh != nil && (n.core.LeaveAcked() >= n.needAck || n.core.Live() == 0) {
@@ -150,6 +153,9 @@ func (n *Node) do(f func(c *Core, now time.Time) error) error {
 		if err := n.tr.WriteTo(m.Data, m.To); err != nil {
 			n.log.Debug("send failed", "to", m.To, "err", err)
 		}
+	}
+	for _, cu := range rd.CatchUps {
+		go n.pushCatchUp(cu)
 	}
 	return err
 }
@@ -287,8 +293,9 @@ func (n *Node) serveStream(conn net.Conn) {
 	var id string
 	var mine []byte
 	err = n.do(func(c *Core, now time.Time) (err error) {
-		if id, err = c.StepFull(now, theirs); err != nil {
-			return err
+		var full bool
+		if id, full, err = c.StepStream(now, theirs); err != nil || !full {
+			return err // a catch-up is answered with an empty frame
 		}
 		mine, err = c.FullState()
 		return err
@@ -613,4 +620,43 @@ func (n *Node) countFrame(err error) {
 			return nil
 		})
 	}
+}
+
+// pushCatchUp runs a catch-up stream the core asked for (catchup.go): one
+// frame with the difference, bounded by StreamTimeout, then the peer's
+// empty frame once it applied it. The core hears of the end either way.
+func (n *Node) pushCatchUp(cu CatchUp) {
+	defer n.wg.Done()
+	err := n.catchUpStream(cu)
+	if err != nil {
+		n.log.Debug("catch-up failed", "peer", cu.Peer, "to", cu.To, "err", err)
+	}
+	_ = n.do(func(c *Core, now time.Time) error { c.CatchUpDone(cu.Peer, now); return nil })
+}
+
+func (n *Node) catchUpStream(cu CatchUp) error {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StreamTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	conn, err := n.tr.Dial(ctx, cu.To)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// Close does not wait StreamTimeout for a peer that stopped reading.
+	defer context.AfterFunc(ctx, func() { conn.Close() })()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if err := writeFrame(conn, cu.Data); err != nil {
+		return err
+	}
+	_, err = readFrame(conn, 0)
+	return err
 }

@@ -26,8 +26,10 @@ type Stats struct {
 	BytesOut       uint64            `json:"bytes_out"`
 	StreamsIn      uint64            `json:"streams_in"`
 	StreamsOut     uint64            `json:"streams_out"`
-	Dropped        map[string]uint64 `json:"dropped"` // packets dropped, by reason
-	Refused        map[string]uint64 `json:"refused"` // deltas refused by a state limit, by limit
+	CatchUpsIn     uint64            `json:"catch_ups_in"`  // catch-up streams applied (catchup.go)
+	CatchUpsOut    uint64            `json:"catch_ups_out"` // catch-up streams started
+	Dropped        map[string]uint64 `json:"dropped"`       // packets dropped, by reason
+	Refused        map[string]uint64 `json:"refused"`       // deltas refused by a state limit, by limit
 	MaxPacketBytes int               `json:"max_packet_bytes"`
 	Verdicts       uint64            `json:"verdicts"`     // nodes this node convicted as their monitor
 	Refutations    uint64            `json:"refutations"`  // verdicts on this node it refuted

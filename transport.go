@@ -15,7 +15,7 @@ type Packet struct {
 
 // Transport carries a node's traffic: best-effort datagrams, bounded by
 // Config.MaxPacketSize, for gossip; reliable streams for full-state
-// exchanges (joining). The default is UDP and TCP on one port; tests use an
+// exchanges (joining) and catch-ups (a peer far behind, catchup.go). The default is UDP and TCP on one port; tests use an
 // in-memory transport.
 type Transport interface {
 	// Addr returns the bound address, "host:port".

@@ -30,6 +30,7 @@ type leanFigures struct {
 	spreadMax  time.Duration
 	deadLast   time.Duration
 	falseDead  int
+	streams    uint64 // catch-up streams opened: none, when no one is behind
 }
 
 func measureLean(t *testing.T, n, updates int, seed uint64) leanFigures {
@@ -63,6 +64,9 @@ func measureLean(t *testing.T, n, updates int, seed uint64) leanFigures {
 		f.deadLast = max(f.deadLast, at.Sub(crashed))
 	}
 	f.falseDead = log.deaths() - log.changes[id][scuttlebutt.StatusDead]
+	for _, nd := range nodes {
+		f.streams += nd.StreamsOut
+	}
 	return f
 }
 
@@ -78,6 +82,9 @@ func TestLeanFigures128(t *testing.T) {
 	}
 	if f.spreadMax > 500*time.Millisecond {
 		t.Errorf("seed 3: an update took %v to reach every node, want <= 0.5 s", f.spreadMax)
+	}
+	if f.streams != 0 {
+		t.Errorf("seed 3: %d catch-up streams, idle and updating (no one is far behind)", f.streams)
 	}
 	if f.deadLast > 3*time.Second || f.falseDead != 0 {
 		t.Errorf("seed 3: crash known everywhere after %v (want <= 3 s); %d false deaths", f.deadLast, f.falseDead)

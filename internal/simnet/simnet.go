@@ -38,8 +38,10 @@ type Node struct {
 	gen  int // bumped on restart, so stale ticks are ignored
 	// Events received, if Network.KeepEvents.
 	Events []scuttlebutt.Event
-	// BytesOut and PacketsOut count what this node sent.
-	BytesOut, PacketsOut uint64
+	// BytesOut and PacketsOut count what this node sent in datagrams;
+	// StreamBytesOut and StreamsOut what it sent over catch-up streams.
+	BytesOut, PacketsOut       uint64
+	StreamBytesOut, StreamsOut uint64
 	// Loss is the probability that a datagram from or to this node is lost,
 	// on top of the network's: a node on a bad link.
 	Loss float64
@@ -259,6 +261,10 @@ func (n *Network) RunUntil(cond func() bool, d time.Duration) bool {
 		it := heap.Pop(&n.queue).(*item)
 		n.Now = it.at
 		nd := it.node
+		if it.stream != nil {
+			n.deliverStream(it)
+			continue
+		}
 		if !nd.Up || (it.tick && it.gen != nd.gen) {
 			continue
 		}
@@ -292,6 +298,11 @@ func (n *Network) flush(nd *Node) {
 	if limit == 0 {
 		limit = scuttlebutt.DefaultLANConfig().MaxPacketSize
 	}
+	for _, cu := range rd.CatchUps {
+		nd.StreamBytesOut += uint64(len(cu.Data))
+		nd.StreamsOut++
+		n.push(&item{at: n.Now.Add(n.streamDelay(len(cu.Data))), node: nd, from: nd.Addr, stream: &cu, gen: nd.gen})
+	}
 	for _, m := range rd.Messages {
 		nd.BytesOut += uint64(len(m.Data))
 		nd.PacketsOut++
@@ -309,6 +320,36 @@ func (n *Network) flush(nd *Node) {
 		}
 		n.Delivered++
 		n.push(&item{at: n.Now.Add(delay), node: to, from: nd.Addr, data: m.Data})
+	}
+}
+
+// StreamBandwidth is the rate, in bytes per second of virtual time, at
+// which a catch-up stream's frame travels; it arrives after the network's
+// delay plus its size at that rate (a loopback TCP connection moves
+// gigabytes a second; this is a cautious LAN).
+const StreamBandwidth = 100 << 20
+
+func (n *Network) streamDelay(size int) time.Duration {
+	return n.opts.MinDelay + time.Duration(float64(size)/StreamBandwidth*float64(time.Second))
+}
+
+// deliverStream delivers a catch-up stream (it.node is the sender) if the
+// sender stayed up since it sent it, the receiver is up, both are in the
+// same partition, and no cut lies between them either way (a TCP
+// connection needs both directions); then it tells the sender the stream
+// ended, as a Node does whatever the outcome. Streams are not lost at
+// random: TCP retransmits.
+func (n *Network) deliverStream(it *item) {
+	from, cu := it.node, it.stream
+	to := n.byAddr[cu.To]
+	if from.Up && it.gen == from.gen && to != nil && to.Up && n.group[from.Addr] == n.group[to.Addr] &&
+		!n.cuts[[2]string{from.Addr, to.Addr}] && !n.cuts[[2]string{to.Addr, from.Addr}] {
+		_, _, _ = to.Core.StepStream(n.Now, cu.Data) // bad input is counted by the core
+		n.flush(to)
+	}
+	from.Core.CatchUpDone(cu.Peer, n.Now)
+	if from.Up {
+		n.flush(from)
 	}
 }
 
@@ -335,6 +376,8 @@ type item struct {
 	gen  int
 	from string
 	data []byte
+	// stream, if set, is a catch-up stream sent by node.
+	stream *scuttlebutt.CatchUp
 }
 
 type queue []*item
