@@ -479,6 +479,27 @@ func readmeInstances(base, service string) []readmeInstance {
 	return v.Instances
 }
 
+// readmeFreeDNSAddr returns a loopback address whose port is free for UDP
+// and TCP both.
+func readmeFreeDNSAddr(t *testing.T) string {
+	t.Helper()
+	for range 100 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := pc.LocalAddr().String()
+		ln, err := net.Listen("tcp", addr)
+		pc.Close()
+		if err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	t.Fatal("no loopback port free for both UDP and TCP")
+	return ""
+}
+
 func readmeFreeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -491,7 +512,7 @@ func readmeFreeAddr(t *testing.T) string {
 
 func (r *readmeRun) demo(cmd string) {
 	r.demoHTTP = readmeFreeAddr(r.t)
-	r.demoDNS = readmeFreeAddr(r.t) // TCP's free port; UDP's too, almost surely (the demo fails at start if not)
+	r.demoDNS = readmeFreeDNSAddr(r.t)
 	_, dnsPort, _ := net.SplitHostPort(r.demoDNS)
 	r.subs["-p 8600"] = "-p " + dnsPort
 	r.demoProc = r.background(cmd + " -http " + r.demoHTTP + " -dns " + r.demoDNS + " -lively=false")
