@@ -21,6 +21,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"slices"
@@ -68,15 +69,18 @@ func main() {
 	flag.BoolVar(&o.rebroadcast, "rebroadcast", false, "memberlist: a node that receives an update queues it again on its own broadcast queue (as serf does)")
 	flag.IntVar(&o.updates, "updates", 20, "updates to time")
 	flag.DurationVar(&o.every, "every", 200*time.Millisecond, "time between updates")
-	flag.DurationVar(&o.idle, "idle", 10*time.Second, "idle window for bytes and CPU (memberlist's push/pull comes every 15 s or more per node)")
+	flag.DurationVar(&o.idle, "idle", 0, "idle window for bytes and CPU; 0: memberlist's push/pull period at N (45 s at 128 with the local preset), so that every node's periodic push/pull falls in it once")
 	flag.IntVar(&o.crashes, "crashes", 3, "crashed nodes to time")
 	flag.DurationVar(&o.warm, "warm", 15*time.Second, "uptime before the first crash, so the detectors judge by a steady state")
-	flag.DurationVar(&o.straggle, "straggle", 60*time.Second, "how long to wait for an update to reach every node")
+	flag.DurationVar(&o.straggle, "straggle", 300*time.Second, "how long to wait for every update to reach every node")
 	flag.DurationVar(&o.formWait, "formwait", 120*time.Second, "how long to wait for the membership to form")
 	only := flag.String("only", "", `run only "memberlist" or "scuttlebutt"`)
 	flag.Parse()
 	if o.n < 2 || o.crashes < 0 || o.crashes > o.n-2 || o.updates < 1 {
 		fail("want -n of 2 or more, -crashes from 0 to n-2, -updates of 1 or more")
+	}
+	if o.idle == 0 {
+		o.idle = pushPullPeriod(o)
 	}
 	var results []result
 	for _, sys := range []string{"memberlist", "scuttlebutt"} {
@@ -110,24 +114,40 @@ func fail(format string, args ...any) {
 
 // result is one system's figures.
 type result struct {
-	system               string
-	formed               time.Duration
-	formedOK             bool
-	p50, max             time.Duration // of the time for an update to reach every node
-	missed               int           // (update, node) pairs that never arrived
-	idleBytes, busyBytes float64       // per node per second, datagrams and streams
-	idleStream           float64       // per node per second, streams only
-	busyStream           float64
-	idleCPU, busyCPU     float64 // share of a core per node
-	crashFirst           []time.Duration
-	crashLast            []time.Duration
-	crashOK              bool
+	system           string
+	formed           time.Duration
+	formedOK         bool
+	p50, max         time.Duration // of the time for an update to reach every node
+	missed           int           // (update, node) pairs that never arrived
+	idleBytes        float64       // per node per second, datagrams and streams
+	idleStream       float64       // per node per second, streams only
+	busyDatagrams    float64       // per node per second while updates flow
+	busyStream       float64       // streams in the same window
+	idleCPU, busyCPU float64       // share of a core per node
+	crashFirst       []time.Duration
+	crashLast        []time.Duration
+	crashOK          bool
 }
 
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// pushPullPeriod is how often each memberlist node runs a push/pull (a
+// full state exchange over TCP) at N nodes: its preset's PushPullInterval
+// scaled as memberlist scales it (pushPullScale: ×(1 + ⌈log2 N − log2 32⌉)
+// past 32 nodes).
+func pushPullPeriod(o options) time.Duration {
+	p := 15 * time.Second // DefaultLocalConfig
+	if o.lan {
+		p = 30 * time.Second
+	}
+	if o.n <= 32 {
+		return p
+	}
+	return time.Duration(math.Ceil(math.Log2(float64(o.n))-5)+1) * p
 }
 
 func interval(o options) time.Duration {
@@ -185,7 +205,8 @@ func measure(c cluster, o options) result {
 	}
 	wall = time.Since(w0)
 	b2, s2 := wire()
-	r.busyBytes, r.busyStream, r.busyCPU = perNode(b2-b1, wall), perNode(s2-s1, wall), cpu(cpuTime()-c0, wall)
+	r.busyDatagrams, r.busyStream = perNode(b2-b1-(s2-s1), wall), perNode(s2-s1, wall)
+	r.busyCPU = cpu(cpuTime()-c0, wall)
 	deadline := time.Now().Add(o.straggle)
 	var lat []time.Duration
 	for {

@@ -50,14 +50,21 @@ func report(o options, rs []result) {
 			func(r result, _ float64) string { return dur(f(r)) + bad(r) }
 	}
 	none := func(result) string { return "" }
-	v, f := secs(func(r result) time.Duration { return r.max }, func(r result) string {
+	// An update still missing after -straggle counts as that long (the
+	// figure is then a lower bound, and the ratio an upper one).
+	upd := func(r result) time.Duration {
 		if r.missed > 0 {
-			return fmt.Sprintf(" (%d missed)", r.missed)
+			return o.straggle
 		}
-		return ""
+		return r.max
+	}
+	row("update reaches every node, max", func(r result) float64 { return upd(r).Seconds() }, func(r result, _ float64) string {
+		if r.missed > 0 {
+			return fmt.Sprintf("> %s (%d of %d missed)", dur(o.straggle), r.missed, o.updates*(o.n-1))
+		}
+		return dur(r.max)
 	})
-	row("update reaches every node, max", v, f)
-	v, f = secs(func(r result) time.Duration { return r.p50 }, none)
+	v, f := secs(func(r result) time.Duration { return r.p50 }, none)
 	row("update reaches every node, p50", v, f)
 	if o.crashes > 0 {
 		v, f = secs(func(r result) time.Duration { return slices.Max(r.crashLast) }, func(r result) string {
@@ -78,10 +85,15 @@ func report(o options, rs []result) {
 	})
 	row(fmt.Sprintf("membership formed (%d joins)", o.n-1), v, f)
 	num := func(r result, x float64) string { return commas(x) }
-	row("bytes/node/s idle (on the wire, headers included)", func(r result) float64 { return r.idleBytes }, num)
-	row("  of which streams (TCP)", func(r result) float64 { return r.idleStream }, num)
-	row(fmt.Sprintf("bytes/node/s while %d updates flow", o.updates), func(r result) float64 { return r.busyBytes }, num)
-	row("  of which streams (TCP)", func(r result) float64 { return r.busyStream }, num)
+	row(fmt.Sprintf("bytes/node/s idle (on the wire, headers included; over %v)", o.idle), func(r result) float64 { return r.idleBytes }, num)
+	row("  of which streams (TCP: push/pull, joins)", func(r result) float64 { return r.idleStream }, num)
+	// While updates flow: the datagrams of the window, and the streams at
+	// their idle rate: push/pull is periodic, and the few seconds of the
+	// window hold a share of it that depends on the phase (shown below).
+	row(fmt.Sprintf("bytes/node/s while %d updates flow (streams at their idle rate)", o.updates),
+		func(r result) float64 { return r.busyDatagrams + r.idleStream }, num)
+	row("  datagrams only", func(r result) float64 { return r.busyDatagrams }, num)
+	row("  streams within the window, as measured", func(r result) float64 { return r.busyStream }, num)
 	pct := func(r result, x float64) string { return fmt.Sprintf("%.3f %%", 100*x) }
 	row("CPU per node, idle (share of a core)", func(r result) float64 { return r.idleCPU }, pct)
 	row("CPU per node, while updates flow", func(r result) float64 { return r.busyCPU }, pct)
