@@ -66,7 +66,7 @@ func main() {
 	flag.IntVar(&o.n, "n", 128, "nodes of each system")
 	flag.BoolVar(&o.lan, "lan", false, "both systems with their LAN presets (200 ms rounds) instead of the local ones (100 ms)")
 	flag.BoolVar(&o.encrypt, "encrypt", false, "encrypt gossip (AES-256-GCM, one key shared by every node)")
-	flag.BoolVar(&o.rebroadcast, "rebroadcast", false, "memberlist: a node that receives an update queues it again on its own broadcast queue (as serf does)")
+	flag.BoolVar(&o.rebroadcast, "rebroadcast", true, "memberlist: a node that receives a new update queues it again on its own broadcast queue, as serf does with user events (false: only the writer broadcasts it, then push/pull)")
 	flag.IntVar(&o.updates, "updates", 20, "updates to time")
 	flag.DurationVar(&o.every, "every", 200*time.Millisecond, "time between updates")
 	flag.DurationVar(&o.idle, "idle", 0, "idle window for bytes and CPU; 0: memberlist's push/pull period at N (45 s at 128 with the local preset), so that every node's periodic push/pull falls in it once")

@@ -21,8 +21,9 @@ import (
 //     memberlist.TransmitLimitedQueue (RetransmitMult from the config),
 //     which memberlist piggybacks on its gossip (Delegate.GetBroadcasts);
 //     a receiver applies a broadcast of a version newer than it holds
-//     (Delegate.NotifyMsg), and, with -rebroadcast, queues it again on its
-//     own queue (as serf does with user events);
+//     (Delegate.NotifyMsg) and queues it again on its own queue, as serf
+//     does with user events (-rebroadcast=false: only the writer
+//     broadcasts, and push/pull carries it the rest of the way);
 //   - anti-entropy is memberlist's push/pull: Delegate.LocalState sends
 //     every owner's keys and versions, Delegate.MergeRemoteState keeps the
 //     newer of each, at join and every PushPullInterval (scaled by
