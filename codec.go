@@ -17,7 +17,17 @@ import (
 // (unsigned integers, str, arrays, true/false), and anything else (a signed
 // integer, bin for a string, nil for an array, a float) is malformed. A
 // general decoder converts between such forms, and a Syn whose generation
-// is -1 would wrap to 2^64-1.
+// is -1 would wrap to 2^64-1 (msgpack/v5 does exactly that). Written on the
+// bytes, it is also several times faster and encodes without allocating.
+//
+// The project's reference msgpack implementation,
+// github.com/vmihailenco/msgpack/v5 (a test dependency only), holds the
+// hand codec to the spec (codec_msgpack_test.go): random messages of every
+// type that we encode decode with msgpack/v5 to exactly the fields and
+// msgpack types of docs/protocol.md §3; messages msgpack/v5 encodes from
+// that layout (any integer width, and its own struct-as-array encoding)
+// decode here to the same message; and every form the document forbids,
+// written by msgpack/v5 at every position of the layout, is malformed here.
 
 const messageFields = 10
 

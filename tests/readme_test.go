@@ -151,6 +151,10 @@ var readmeSteps = []readmeStep{
 	{`go run ./bench/cluster -n 128 -loss 0.1 -falsedeaths 10m`, func(r *readmeRun, cmd string) {
 		r.bench(cmd, []string{"-n 128", "-n 4", "-falsedeaths 10m", "-falsedeaths 3s"}, `N=4 interval=100ms loss=10% over 3s: \d+ false deaths`)
 	}},
+	{`(cd bench/memberlist && go run . -n 128)`, func(r *readmeRun, cmd string) {
+		r.bench(cmd, []string{"-n 128", "-n 4 -updates 2 -crashes 1 -warm 1s -idle 2s -straggle 30s"},
+			`(?s)update reaches every node, max \| [0-9.]+ s \| [0-9.]+ s .*crash declared dead by every node`)
+	}},
 	{`go run ./bench/sim -n 16,64,128,1000 -loss-n 0`, func(r *readmeRun, cmd string) {
 		r.bench(cmd, []string{"-n 16,64,128,1000", "-n 16"}, `(?m)B/node/s idle.*\n\s+16\s+2\.5\s+\d+ms`)
 	}},
