@@ -449,8 +449,8 @@ func readmeNodes(base string) (map[string]readmeNode, error) {
 	return out, nil
 }
 
-// alive reports whether the agent at base sees exactly ids alive, or, if
-// ids is nil, returns the live count through n.
+// aliveIDs returns the IDs the agent at base sees alive, sorted (nil if it
+// does not answer).
 func aliveIDs(base string) []string {
 	ns, err := readmeNodes(base)
 	if err != nil {
@@ -666,7 +666,7 @@ func (r *readmeRun) registryAgent(cmd string) {
 	if err := os.WriteFile(filepath.Join(r.dir, "start-consul.sh"), []byte(script), 0o755); err != nil {
 		r.t.Fatal(err)
 	}
-	p := r.background(cmd, "SCUTTLEBUTT_ID=reg-1", "SCUTTLEBUTT_BIND=127.0.0.1:0", "SCUTTLEBUTT_HTTP="+readmeFreeAddr(r.t))
+	r.background(cmd, "SCUTTLEBUTT_ID=reg-1", "SCUTTLEBUTT_BIND=127.0.0.1:0", "SCUTTLEBUTT_HTTP="+readmeFreeAddr(r.t))
 	var env string
 	waitFor(r.t, 30*time.Second, "-exec to start ./start-consul.sh with its role", func() bool {
 		b, err := os.ReadFile(envFile)
@@ -679,17 +679,13 @@ func (r *readmeRun) registryAgent(cmd string) {
 			r.t.Errorf("start-consul.sh ran without %s; its environment:\n%s", want, env)
 		}
 	}
-	_ = p
 }
 
 func (r *readmeRun) registryList(cmd string) {
-	var out string
 	waitFor(r.t, 20*time.Second, "registry list to show reg-1 live", func() bool {
-		code, o, _ := r.sh(cmd, 10*time.Second)
-		out = o
-		return code == 0 && readmeRowHas(o, "reg-1", "live")
+		code, out, _ := r.sh(cmd, 10*time.Second)
+		return code == 0 && readmeRowHas(out, "reg-1", "live")
 	})
-	_ = out
 }
 
 func (r *readmeRun) fileRegistryAgent(cmd string) {
@@ -720,7 +716,7 @@ func (r *readmeRun) encryptedAgent(cmd string) {
 		r.t.Fatal(err)
 	}
 	seedHTTP := readmeFreeAddr(r.t)
-	seed := r.background("scuttlebutt agent -id secret-seed -bind 127.0.0.1:0 -cluster secret",
+	r.background("scuttlebutt agent -id secret-seed -bind 127.0.0.1:0 -cluster secret",
 		"SCUTTLEBUTT_ENCRYPT="+strings.TrimSpace(string(key)), "SCUTTLEBUTT_HTTP="+seedHTTP)
 	var seedAddr string
 	waitFor(r.t, 10*time.Second, "the encrypted seed to start", func() bool {
@@ -728,7 +724,6 @@ func (r *readmeRun) encryptedAgent(cmd string) {
 		seedAddr = ns["secret-seed"].Addr
 		return err == nil
 	})
-	_ = seed
 	old := r.subs["10.0.0.2:8119"]
 	r.subs["10.0.0.2:8119"] = seedAddr
 	defer func() { r.subs["10.0.0.2:8119"] = old }()
