@@ -157,6 +157,7 @@ func startAgent(opt agentOptions) (*agent, error) {
 		}
 		a.conns = newConnLimitListener(ln, perClient, boundConns(total, log), log)
 		a.httpLn = a.conns
+		so.conns = a.conns
 	}
 	a.srv = newServer(a.pub, h, d, so)
 	if a.httpLn != nil {

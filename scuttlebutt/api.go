@@ -46,12 +46,13 @@ type server struct {
 	keys          *keyManager     // nil: the agent does not encrypt
 	watches       *streamLimit
 	handler       http.Handler
-	checks        *checkMetrics  // health checks run on this host
-	registrations *registrations // services registered by watchers
-	leases        *leaseManager  // start-up leases held for the CLI
-	dnsMetrics    *dnsMetrics    // of the DNS server (dns.go), if any
-	cluster       string         // the cluster ID: the Consul-compatible API's datacenter
-	consulIdx     *consulIndexes // consul.go
+	checks        *checkMetrics      // health checks run on this host
+	registrations *registrations     // services registered by watchers
+	leases        *leaseManager      // start-up leases held for the CLI
+	dnsMetrics    *dnsMetrics        // of the DNS server (dns.go), if any
+	cluster       string             // the cluster ID: the Consul-compatible API's datacenter
+	conns         *connLimitListener // the HTTP listener, for /metrics; nil without one
+	consulIdx     *consulIndexes     // consul.go
 	consulChanges *changeNotifier
 }
 
@@ -70,7 +71,8 @@ type serverOptions struct {
 	allowHosts                  []string
 	maxWatch, maxWatchPerClient int // 0: 256 and 32
 	leaseOpts                   lease.Options
-	cluster                     string // the cluster ID
+	cluster                     string             // the cluster ID
+	conns                       *connLimitListener // the HTTP listener's bounds, for /metrics; nil: none
 }
 
 func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *server {
@@ -87,7 +89,7 @@ func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *serv
 		node: n, hub: h, decom: d, log: opt.log, started: time.Now(),
 		services: &servicesCache{node: n, hub: h},
 		token:    opt.token, loopbackOnly: opt.loopbackOnly, maxValue: opt.maxValue,
-		dockerOwned: opt.dockerOwned, rolesOwned: opt.rolesOwned, ctx: opt.ctx, keys: opt.keys, cluster: opt.cluster,
+		dockerOwned: opt.dockerOwned, rolesOwned: opt.rolesOwned, ctx: opt.ctx, keys: opt.keys, cluster: opt.cluster, conns: opt.conns,
 		watches: newStreamLimit(cmp.Or(opt.maxWatch, 256), cmp.Or(opt.maxWatchPerClient, 32)),
 	}
 	s.watches.log = opt.log

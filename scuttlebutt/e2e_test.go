@@ -287,6 +287,15 @@ func TestEndToEnd(t *testing.T) {
 	if fams["scuttlebutt_gossip_rounds_total"].GetMetric()[0].GetCounter().GetValue() < 1 {
 		t.Error("no gossip round counted")
 	}
+	if m := fams["scuttlebutt_http_connections"].GetMetric(); len(m) != 1 || m[0].GetGauge().GetValue() < 1 {
+		t.Errorf("scuttlebutt_http_connections: %v, want this scrape's connection at least", m)
+	}
+	for name, series := range map[string]int{"scuttlebutt_http_connections_closed_total": 4, "scuttlebutt_suspicions_total": 3,
+		"scuttlebutt_catch_ups_received_total": 1, "scuttlebutt_catch_ups_sent_total": 1} {
+		if n := len(fams[name].GetMetric()); n != series {
+			t.Errorf("%s: %d series, want %d", name, n, series)
+		}
+	}
 
 	// e2e-3 is decommissioned through e2e-1: it leaves and exits 0.
 	a1.mustRequest("POST", "/v1/nodes/e2e-3/decommission", "", 202)

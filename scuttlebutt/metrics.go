@@ -68,6 +68,8 @@ type nodeCollector struct {
 	streamsIn, streamsOut, dropped, refused          *prometheus.Desc
 	maxPacket, nodes, keys, localKeys, phi           *prometheus.Desc
 	services, instances, decommissioned, info        *prometheus.Desc
+	catchUpsIn, catchUpsOut, suspicions              *prometheus.Desc
+	httpConns, httpRefused                           *prometheus.Desc
 }
 
 func newNodeCollector(s *server) *nodeCollector {
@@ -94,6 +96,12 @@ func newNodeCollector(s *server) *nodeCollector {
 		instances:      d("service_instances", "Service instances on live nodes, by service and health (Docker's: healthy, none, starting, unhealthy; checks': passing, failing, starting, expired; maintenance).", "service", "health"),
 		decommissioned: d("decommissioned_nodes", "Node IDs decommissioned and not cleared."),
 		info:           d("node_info", "This node's ID and address (value 1).", "id", "addr"),
+		catchUpsIn:     d("catch_ups_received_total", "Catch-up streams applied: a peer found this node far behind and sent the difference over TCP."),
+		catchUpsOut:    d("catch_ups_sent_total", "Catch-up streams started to peers far behind."),
+		suspicions: d("suspicions_total", "Watched nodes this node suspected and probed through helpers, by outcome "+
+			"(suspected: every suspicion; cleared: an answer came; inconclusive: no helper confirmed, asked again).", "outcome"),
+		httpConns:   d("http_connections", "HTTP connections open now (bounded by -http-max-conns)."),
+		httpRefused: d("http_connections_closed_total", "HTTP connections closed or refused at a bound, by bound (per_client, idle, fair_share, total).", "bound"),
 	}
 }
 
@@ -101,7 +109,8 @@ func newNodeCollector(s *server) *nodeCollector {
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rounds, c.packetsIn, c.packetsOut, c.bytesIn, c.bytesOut,
 		c.streamsIn, c.streamsOut, c.dropped, c.refused, c.maxPacket, c.nodes, c.keys, c.localKeys, c.phi,
-		c.services, c.instances, c.decommissioned, c.info} {
+		c.services, c.instances, c.decommissioned, c.info, c.catchUpsIn, c.catchUpsOut, c.suspicions,
+		c.httpConns, c.httpRefused} {
 		ch <- d
 	}
 }
@@ -130,6 +139,18 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.refused, v, limit)
 	}
 	gauge(c.maxPacket, float64(st.MaxPacketBytes))
+	counter(c.catchUpsIn, st.CatchUpsIn)
+	counter(c.catchUpsOut, st.CatchUpsOut)
+	counter(c.suspicions, st.Suspicions, "suspected")
+	counter(c.suspicions, st.Cleared, "cleared")
+	counter(c.suspicions, st.Inconclusive, "inconclusive")
+	if c.s.conns != nil {
+		open, closed := c.s.conns.stats()
+		gauge(c.httpConns, float64(open))
+		for _, bound := range []string{"per_client", "idle", "fair_share", "total"} {
+			counter(c.httpRefused, closed[bound], bound)
+		}
+	}
 
 	byStatus := map[string]int{}
 	for _, s := range []scuttlebutt.Status{scuttlebutt.StatusAlive, scuttlebutt.StatusDead, scuttlebutt.StatusLeft} {
