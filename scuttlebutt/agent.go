@@ -78,7 +78,7 @@ func startAgent(opt agentOptions) (*agent, error) {
 	}
 	d := newDecommissions(cfg.ID, log)
 	d.token = opt.token
-	markersFile, err := opt.data.decommissionFile()
+	markersFile, err := opt.data.file("decommissions.json")
 	if err != nil {
 		return nil, err
 	}
@@ -111,6 +111,26 @@ func startAgent(opt agentOptions) (*agent, error) {
 			return nil, fmt.Errorf("starting the node: %w", err)
 		}
 	}
+	maintFile, err := opt.data.file("maintenance.json")
+	if err != nil {
+		node.Close()
+		return nil, err
+	}
+	var maint *maintStore
+	if maintFile != "" {
+		maint = &maintStore{path: maintFile}
+		keys, err := maint.load()
+		if err == nil {
+			err = restoreMaint(a.pub, keys)
+		}
+		if err != nil {
+			node.Close()
+			return nil, fmt.Errorf("-data-dir: %w", err)
+		}
+		if len(keys) > 0 {
+			log.Info("maintenance restored from -data-dir", "keys", len(keys), "file", maintFile)
+		}
+	}
 	if len(saved) > 0 {
 		d.restore(saved)
 		log.Info("decommission markers restored from -data-dir", "markers", len(saved), "file", markersFile)
@@ -127,7 +147,7 @@ func startAgent(opt agentOptions) (*agent, error) {
 		dockerOwned: opt.docker, rolesOwned: opt.rolesOwned, log: log, ctx: watchCtx,
 		checkHosts: true, allowHosts: allowedHosts(opt.httpAddr, opt.httpOpts.allowHosts),
 		maxWatch: opt.httpOpts.maxWatch, maxWatchPerClient: opt.httpOpts.maxWatchPerClient,
-		leaseOpts: opt.leaseOpts.options(cfg.GossipInterval), cluster: cfg.ClusterID,
+		leaseOpts: opt.leaseOpts.options(cfg.GossipInterval), cluster: cfg.ClusterID, maint: maint,
 	}
 	if cfg.Keyring != nil {
 		so.keys = &keyManager{kr: cfg.Keyring, file: opt.keyring, log: log}

@@ -52,6 +52,7 @@ type server struct {
 	dnsMetrics    *dnsMetrics        // of the DNS server (dns.go), if any
 	cluster       string             // the cluster ID: the Consul-compatible API's datacenter
 	conns         *connLimitListener // the HTTP listener, for /metrics; nil without one
+	maint         *maintStore        // -data-dir's maintenance file; nil without -data-dir
 	consulIdx     *consulIndexes     // consul.go
 	consulChanges *changeNotifier
 }
@@ -73,6 +74,7 @@ type serverOptions struct {
 	leaseOpts                   lease.Options
 	cluster                     string             // the cluster ID
 	conns                       *connLimitListener // the HTTP listener's bounds, for /metrics; nil: none
+	maint                       *maintStore        // -data-dir: where maintenance set through the API is kept; nil: not kept
 }
 
 func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *server {
@@ -89,7 +91,7 @@ func newServer(n clusterNode, h *hub, d *decommissions, opt serverOptions) *serv
 		node: n, hub: h, decom: d, log: opt.log, started: time.Now(),
 		services: &servicesCache{node: n, hub: h},
 		token:    opt.token, loopbackOnly: opt.loopbackOnly, maxValue: opt.maxValue,
-		dockerOwned: opt.dockerOwned, rolesOwned: opt.rolesOwned, ctx: opt.ctx, keys: opt.keys, cluster: opt.cluster, conns: opt.conns,
+		dockerOwned: opt.dockerOwned, rolesOwned: opt.rolesOwned, ctx: opt.ctx, keys: opt.keys, cluster: opt.cluster, conns: opt.conns, maint: opt.maint,
 		watches: newStreamLimit(cmp.Or(opt.maxWatch, 256), cmp.Or(opt.maxWatchPerClient, 32)),
 	}
 	s.watches.log = opt.log

@@ -153,19 +153,19 @@ type dataFlags struct {
 }
 
 func (f *dataFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.dir, "data-dir", "", "`directory` of what outlives the agent (decommission markers); created if missing. Empty: nothing is kept")
+	fs.StringVar(&f.dir, "data-dir", "", "`directory` of what outlives the agent (decommission markers, maintenance set with scuttlebutt maint); created if missing. Empty: nothing is kept")
 }
 
-// decommissionFile returns the file of the markers, creating the
-// directory; "" without -data-dir.
-func (f *dataFlags) decommissionFile() (string, error) {
+// file returns the path of name under -data-dir, creating the directory;
+// "" without -data-dir.
+func (f *dataFlags) file(name string) (string, error) {
 	if f.dir == "" {
 		return "", nil
 	}
 	if err := os.MkdirAll(f.dir, 0o700); err != nil {
 		return "", fmt.Errorf("-data-dir %s: %v", f.dir, err)
 	}
-	return filepath.Join(f.dir, "decommissions.json"), nil
+	return filepath.Join(f.dir, name), nil
 }
 
 // restore publishes the saved markers again, among this node's keys, so

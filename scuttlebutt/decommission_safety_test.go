@@ -112,7 +112,7 @@ func TestDecommissionNeedsTargetToken(t *testing.T) {
 func TestDecommissionMarkersSaved(t *testing.T) {
 	dir := t.TempDir()
 	f := dataFlags{dir: filepath.Join(dir, "data")}
-	path, err := f.decommissionFile()
+	path, err := f.file("decommissions.json")
 	if err != nil {
 		t.Fatal(err)
 	}

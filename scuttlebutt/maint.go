@@ -21,8 +21,9 @@ import (
 // maint/service/<ID> (docker.MaintPrefix), which the services view reads:
 // an instance in maintenance stays visible with the verdict "maintenance"
 // and leaves every healthy answer. Those keys last as long as the node's
-// state; a registration's "maintenance" and the scuttlebutt.maintenance
-// label survive a restart.
+// state, or, with -data-dir, across restarts (maint_store.go); a
+// registration's "maintenance" and the scuttlebutt.maintenance label
+// survive a restart too.
 
 // maintView is this node's maintenance, as GET /v1/maintenance shows it.
 type maintView struct {
@@ -129,6 +130,14 @@ func (s *server) setMaint(w http.ResponseWriter, r *http.Request, id string, ena
 	if err != nil {
 		nodeError(w, err)
 		return
+	}
+	if s.maint != nil {
+		state, _ := s.node.State(s.node.ID())
+		if err := s.maint.save(state); err != nil {
+			s.log.Error("cannot keep the maintenance in -data-dir: it lasts until the agent restarts", "file", s.maint.path, "err", err)
+			writeError(w, http.StatusInternalServerError, fmt.Sprintf("maintenance set, but not kept in -data-dir (%s): %v", s.maint.path, err))
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, s.maintView())
 }
