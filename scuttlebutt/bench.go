@@ -180,12 +180,7 @@ func loadHTTP(url string, conc int, d time.Duration, gz bool) (loadResult, error
 		}
 	}
 	res.requests = len(all)
-	if len(all) > 0 {
-		slices.Sort(all)
-		res.p50 = all[len(all)/2]
-		res.p99 = all[min(len(all)-1, len(all)*99/100)]
-		res.pmax = all[len(all)-1]
-	}
+	res.p50, res.p99, res.pmax = percentiles(all)
 	return res, nil
 }
 
@@ -306,6 +301,16 @@ func benchCluster(stdout, stderr io.Writer, nodes, instances int, preset, path s
 	fmt.Fprintf(stdout, "agent RSS    %s before the load, %s after, peak %s (pid %d, %d-node cluster)\n",
 		rssIdle, readRSS(agent.Process.Pid, "VmRSS"), readRSS(agent.Process.Pid, "VmHWM"), agent.Process.Pid, nodes)
 	return nil
+}
+
+// percentiles returns the median, the 99th percentile and the largest of
+// lat, which it sorts; zeros if it is empty.
+func percentiles(lat []time.Duration) (p50, p99, pmax time.Duration) {
+	if len(lat) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(lat)
+	return lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)], lat[len(lat)-1]
 }
 
 func freeAddr() (string, error) {

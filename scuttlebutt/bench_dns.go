@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"sync"
 	"time"
 
@@ -188,12 +187,7 @@ func loadDNS(addr string, qs []dns.Question, conc int, d time.Duration) (dnsLoad
 		}
 	}
 	res.queries = len(all)
-	if len(all) > 0 {
-		slices.Sort(all)
-		res.p50 = all[len(all)/2]
-		res.p99 = all[min(len(all)-1, len(all)*99/100)]
-		res.pmax = all[len(all)-1]
-	}
+	res.p50, res.p99, res.pmax = percentiles(all)
 	return res, nil
 }
 
