@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -61,8 +60,8 @@ type agentOptions struct {
 	log        *slog.Logger // the operator's log
 	libLog     *slog.Logger // the library's log; nil: none
 	keyring    string       // -keyring-file: where key changes are saved
-	httpOpts   httpFlags
-	rolesOwned bool // -servers: the role keys belong to the role choice
+	httpOpts   httpFlags    // checked by its flags (defaultAgentConfig): no zero values here
+	rolesOwned bool         // -servers: the role keys belong to the role choice
 	leaseOpts  leaseFlags
 	data       dataFlags // -data-dir
 	dnsOpts    dnsFlags  // zero: no DNS server
@@ -168,14 +167,7 @@ func startAgent(opt agentOptions) (*agent, error) {
 			return nil, fmt.Errorf("cannot serve HTTP on %s: %w; choose another -http address (or -http '' to disable it)", opt.httpAddr, err)
 		}
 		so.loopbackOnly = isLoopbackListen(ln.Addr().String()) || isLoopbackListen(opt.httpAddr)
-		perClient, total := opt.httpOpts.maxConnsPerClient, opt.httpOpts.maxConns
-		if perClient <= 0 {
-			perClient = 128
-		}
-		if total <= 0 {
-			total = defaultMaxConns
-		}
-		a.conns = newConnLimitListener(ln, perClient, boundConns(total, log), log)
+		a.conns = newConnLimitListener(ln, opt.httpOpts.maxConnsPerClient, boundConns(opt.httpOpts.maxConns, log), log)
 		a.httpLn = a.conns
 		so.conns = a.conns
 	}
@@ -187,7 +179,7 @@ func startAgent(opt agentOptions) (*agent, error) {
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       cmp.Or(opt.httpOpts.idleTimeout, 30*time.Second),
+			IdleTimeout:       opt.httpOpts.idleTimeout,
 			ConnState:         a.conns.connState,
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
