@@ -47,12 +47,23 @@ type Config struct {
 	// are refused and counted, never merged. Default "default".
 	ClusterID string
 
-	// GossipInterval is the time between gossip rounds. Each round a node
-	// pings its monitors and gossips with a peer (Fanout peers while a
-	// change is fresh), so an update reaches N nodes in about
-	// log(N)/log(Fanout+1) rounds and a crashed node is convicted after
-	// roughly 18 rounds of silence.
+	// GossipInterval is the time between gossip rounds. While a change is
+	// fresh a node gossips with Fanout random peers each round, so an
+	// update reaches N nodes in about log(N)/log(Fanout+1) rounds; an idle
+	// node sends nothing in most rounds (its heartbeat is the idle
+	// exchange). Suspicions are probed once a round.
 	GossipInterval time.Duration
+
+	// HeartbeatInterval is the time between a node's heartbeats to its
+	// monitor, its successor on the monitoring ring (monitor.go), rounded
+	// to a whole number of rounds. The heartbeat is a Syn carrying the
+	// summary of all the node holds, so it is also the idle anti-entropy:
+	// an idle cluster sends one datagram per node per heartbeat. A crashed
+	// node is suspected after about HeartbeatInterval plus 5.6 deviations
+	// of its intervals (PhiThreshold), then confirmed by probes through
+	// other nodes within a few rounds. Zero in a Config given to Create:
+	// three rounds.
+	HeartbeatInterval time.Duration
 
 	// Fanout is how many live peers are gossiped with each round for two
 	// rounds after a change (one otherwise). More peers: faster spread,
@@ -83,9 +94,12 @@ type Config struct {
 	// never see this node without them.
 	InitialState map[string]string
 
-	// PhiThreshold is the phi above which a silent peer is declared dead.
-	// With the exponential model of package failure, phi = 0.434*t/mean, so
-	// 8 means about 18.4 mean heartbeat intervals of silence.
+	// PhiThreshold is the phi above which a silent peer is suspected (and
+	// then probed: monitor.go, probe.go). Heartbeat intervals are judged
+	// with package failure's normal model, at least a quarter of
+	// HeartbeatInterval of deviation: 8 means a silence of the mean
+	// interval plus 5.6 deviations, 1.2 s with heartbeats every 500 ms on
+	// a clean link, more on a lossy one.
 	PhiThreshold float64
 
 	// DetectorWindow is how many heartbeat intervals the failure detector
@@ -176,13 +190,14 @@ type Config struct {
 const EntryOverhead = 64
 
 // DefaultLANConfig returns a configuration for nodes in one data centre:
-// 200 ms rounds to 3 peers, as memberlist's LAN gossip, detection in about
-// 2 to 4 s, 1400-byte packets.
+// 200 ms rounds to 3 peers, as memberlist's LAN gossip, a heartbeat every
+// 600 ms, detection in about 2 to 3 s, 1400-byte packets.
 func DefaultLANConfig() *Config {
 	return &Config{
-		BindAddr:       "0.0.0.0:8119",
-		ClusterID:      "default",
-		GossipInterval: 200 * time.Millisecond,
+		BindAddr:          "0.0.0.0:8119",
+		ClusterID:         "default",
+		GossipInterval:    200 * time.Millisecond,
+		HeartbeatInterval: 600 * time.Millisecond,
 		Fanout:         3,
 		MaxPacketSize:  1400,
 		PhiThreshold:   8,
@@ -200,11 +215,12 @@ func DefaultLANConfig() *Config {
 
 // DefaultWANConfig returns a configuration for nodes spread across data
 // centres: LAN, but 500 ms rounds to 4 peers (higher latency and loss need
-// more peers per round and fewer rounds), a higher phi threshold, and longer
-// grace periods because partitions last longer.
+// more peers per round and fewer rounds), a heartbeat a second, a higher
+// phi threshold, and longer grace periods because partitions last longer.
 func DefaultWANConfig() *Config {
 	c := DefaultLANConfig()
 	c.GossipInterval = 500 * time.Millisecond
+	c.HeartbeatInterval = time.Second
 	c.Fanout = 4
 	c.PhiThreshold = 12
 	c.TombstoneTTL = 6 * time.Hour
@@ -216,10 +232,12 @@ func DefaultWANConfig() *Config {
 }
 
 // DefaultLocalConfig returns a configuration for nodes on one host or a fast
-// loopback network: LAN, but 100 ms rounds and short grace periods.
+// loopback network: LAN, but 100 ms rounds, a heartbeat every 500 ms and
+// short grace periods.
 func DefaultLocalConfig() *Config {
 	c := DefaultLANConfig()
 	c.GossipInterval = 100 * time.Millisecond
+	c.HeartbeatInterval = 500 * time.Millisecond
 	c.TombstoneTTL = 10 * time.Minute
 	c.RemoveAfter = 5 * time.Minute
 	c.SeedRetry = 200 * time.Millisecond
@@ -244,6 +262,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.GossipInterval == 0 {
 		out.GossipInterval = d.GossipInterval
+	}
+	if out.HeartbeatInterval == 0 {
+		out.HeartbeatInterval = 3 * out.GossipInterval
 	}
 	if out.Fanout == 0 {
 		out.Fanout = d.Fanout
@@ -299,6 +320,8 @@ func (c *Config) validate() error {
 		return bad("ClusterID is %d bytes, the limit is %d", len(c.ClusterID), MaxIDSize)
 	case c.GossipInterval < time.Millisecond:
 		return bad("GossipInterval %v is under 1ms", c.GossipInterval)
+	case c.HeartbeatInterval < c.GossipInterval:
+		return bad("HeartbeatInterval %v is under GossipInterval %v", c.HeartbeatInterval, c.GossipInterval)
 	case c.Fanout < 1:
 		return bad("Fanout %d is under 1", c.Fanout)
 	case c.MaxPacketSize < MinPacketSize || c.MaxPacketSize > MaxPacketLimit:

@@ -59,6 +59,7 @@ type Core struct {
 	pulls    []digestEntry // wants to send: nodes we know we lack
 	seeds    []string
 	round    uint64
+	phase    uint64 // of the rounds that send the heartbeat (monitor.go)
 	lastGC   time.Time
 
 	leaving   uint64          // version of keyLeft once Leave began
@@ -76,7 +77,7 @@ type Core struct {
 	pending     map[string]verdict // verdicts on nodes not known yet
 	lastInbound time.Time          // the last valid message from a peer
 	lastTick    time.Time
-	isolated    bool // heard no one for isolateAfter
+	isolated    bool // asked helpers and heard no one (monitor.go)
 	resyncing   bool // no longer isolated, not yet in sync
 	refutations uint64
 	probes      map[uint64]*peerState // suspicions in progress, by nonce (probe.go)
@@ -139,6 +140,7 @@ func NewCore(cfg *Config, addr string, now time.Time) (*Core, error) {
 		lastInbound: now,
 		lastTick:    now,
 	}
+	c.phase = c.rng.Uint64N(c.heartbeatRounds())
 	c.maxPlain = full.MaxPacketSize
 	if c.sealing() {
 		c.maxPlain -= EnvelopeOverhead
@@ -162,21 +164,25 @@ func NewCore(cfg *Config, addr string, now time.Time) (*Core, error) {
 	return c, nil
 }
 
-// detectorConfig derives the failure detector's settings from the gossip
-// interval: a newly watched peer is judged by a prior of two rounds;
-// recorded intervals are capped at 20 rounds; a local stall of 10 rounds
-// (at least a second) triggers the pause guard.
+// detectorConfig derives the failure detector's settings from the
+// heartbeat interval: the normal model with a prior of one interval and a
+// deviation of at least a quarter of it; recorded intervals are capped at
+// four (one long silence must not make the deviation, and so detection,
+// slow for the whole window); a local stall of 10 rounds (at least a
+// second) triggers the pause guard.
 //
-// The detector judges only the peers this node monitors, whose heartbeats
-// come straight to it every round (monitor.go); a prior of two rounds is
-// cautious for those. (When heartbeats travelled in bounded digests, they
-// came every 4 to 12 rounds at 1,000 nodes, in bursts, and the prior had
-// to be ten rounds.)
+// The detector judges only the peer this node monitors, whose heartbeats
+// come straight to it at regular intervals (monitor.go): sparse and
+// regular, what the normal model suits (the exponential one would need
+// 18 intervals of silence at phi 8). On a lossy link the deviation grows,
+// and suspicions with it come later.
 func (c *Config) detectorConfig() failure.Config {
 	fc := failure.Config{
 		Threshold:       c.PhiThreshold,
-		InitialInterval: 2 * c.GossipInterval,
-		MaxInterval:     20 * c.GossipInterval,
+		Distribution:    failure.Normal,
+		InitialInterval: c.HeartbeatInterval,
+		MinStdDeviation: c.HeartbeatInterval / 4,
+		MaxInterval:     4 * c.HeartbeatInterval,
 		PauseThreshold:  max(time.Second, 10*c.GossipInterval), // Core.detectorPause
 	}
 	if c.DetectorWindow > 0 {
@@ -317,10 +323,11 @@ func (c *Core) AddSeeds(addrs []string) {
 // Seeds returns the seed addresses.
 func (c *Core) Seeds() []string { return slices.Clone(c.seeds) }
 
-// Tick runs one gossip round at now: ping this node's monitors, judge the
-// nodes it watches, collect tombstones, and send Syns: to Fanout live
-// peers while changes spread, to one otherwise (sometimes to a dead peer
-// or a seed too).
+// Tick runs one gossip round at now: judge the node it watches, collect
+// tombstones, send the heartbeat if this round is one of its rounds, and
+// send Syns: to Fanout live peers while changes spread, to one when a
+// difference is left to find or wants to ask, to none otherwise (and
+// sometimes to a dead peer or a seed).
 func (c *Core) Tick(now time.Time) {
 	c.round++
 	c.stats.Rounds++
@@ -349,15 +356,22 @@ func (c *Core) Tick(now time.Time) {
 	}
 	c.pruneRecent()
 	c.updateRing(now)
-	c.sendPings()
 	rotate := c.antiEntropy
 	c.antiEntropy = false
-	for _, to := range c.targets() {
+	sent := false
+	if c.heartbeatDue() && len(c.monitors) > 0 {
+		rotate = !c.sendHeartbeats(rotate) && rotate
+		sent = true
+	}
+	for _, to := range c.targets(rotate || (!sent && len(c.pulls) > 0)) {
 		c.sendSyn(to, rotate)
 		rotate = false
+		sent = true
 	}
-	// The wants gathered since the last round went out with these Syns.
-	c.pulls = c.pulls[:0:0]
+	if sent {
+		// The wants gathered since the last round went out.
+		c.pulls = c.pulls[:0:0]
+	}
 }
 
 // detectorPause is the stall of this node after which its silence is not
@@ -367,12 +381,12 @@ func (c *Core) detectorPause() time.Duration {
 }
 
 // targets picks this round's peers: Fanout random live ones for
-// freshRounds after a change (or while this node leaves), one otherwise;
-// one dead one
+// freshRounds after a change (or while this node leaves), one with need
+// (a difference to find, wants to ask), none otherwise; one dead one
 // with probability dead/(live+1) (chitchat's rule, so partitions heal);
 // the seeds when no peer is alive, else one seed with probability
 // 1/(live+1).
-func (c *Core) targets() []string {
+func (c *Core) targets(need bool) []string {
 	live, dead := c.live[:0], c.dead[:0]
 	defer func() { c.live, c.dead = live[:0], dead[:0] }()
 	for _, p := range c.order {
@@ -386,9 +400,11 @@ func (c *Core) targets() []string {
 			dead = append(dead, p.addr)
 		}
 	}
-	fanout := 1
+	fanout := 0
 	if n := len(c.recent); n > 0 && c.round-c.recent[n-1].round < freshRounds || c.leaving != 0 {
 		fanout = c.cfg.Fanout
+	} else if need {
+		fanout = 1
 	}
 	n := min(fanout, len(live))
 	for i := range n {
@@ -418,7 +434,6 @@ func (c *Core) targets() []string {
 // this node is isolated: then every peer is dead here, and only here), and
 // removes dead or left peers after RemoveAfter.
 func (c *Core) judge(now time.Time) {
-	c.checkIsolation(now)
 	c.expireHelping(now)
 	for _, p := range c.watched { // convicting marks the ring, does not recompute it
 		if p.status != StatusAlive {
@@ -551,13 +566,14 @@ func (c *Core) Step(now time.Time, addr string, data []byte) error {
 	}
 	switch m.Type {
 	case msgSyn:
+		c.onHeartbeat(now, m)
 		c.onSyn(now, addr, m)
 	case msgSynAck:
 		c.onSynAck(now, addr, m)
 	case msgAck:
 		c.onAck(now, addr, m)
 	case msgPing:
-		c.onPing(now, m)
+		c.onHeartbeat(now, m)
 	case msgProbe:
 		c.onProbe(addr, m)
 	case msgProbeAck:
@@ -616,6 +632,9 @@ func (c *Core) onSyn(now time.Time, addr string, m *message) {
 	c.catchUp(now, addr, m.From, reqs, m.Digest, m.Wants)
 	var used int
 	reply.Deltas, used = c.buildDeltas(reqs, budget-reserve)
+	budget -= used
+	obits, used := c.obituaries(m.Digest, budget-reserve) // obituary.go
+	reply.Deltas = append(reply.Deltas, obits...)
 	budget -= used
 	// A leaving sender learns that we hold its departure.
 	var echo *peerState
@@ -703,7 +722,8 @@ func (c *Core) onSynAck(now time.Time, addr string, m *message) {
 	if m.Summary&summaryDiffer != 0 && !explained {
 		c.antiEntropy = true
 	}
-	if len(reqs) == 0 && len(wants) == 0 {
+	obits, obitBytes := c.obituaries(m.Digest, c.maxPlain/4) // obituary.go
+	if len(reqs) == 0 && len(wants) == 0 && len(obits) == 0 {
 		return
 	}
 	ack := message{Type: msgAck, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
@@ -713,7 +733,8 @@ func (c *Core) onSynAck(now time.Time, addr string, m *message) {
 		c.addPull(w) // asked for in the next Syn
 	}
 	c.catchUp(now, addr, m.From, reqs, m.Digest, m.Wants)
-	ack.Deltas, _ = c.buildDeltas(reqs, budget)
+	ack.Deltas, _ = c.buildDeltas(reqs, budget-obitBytes)
+	ack.Deltas = append(ack.Deltas, obits...)
 	if len(ack.Deltas) > 0 || len(ack.Wants) > 0 {
 		c.send(addr, &ack)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -465,15 +466,16 @@ func TestAckCarriesWantsFromSynAck(t *testing.T) {
 }
 
 // A restarted peer is judged by its new incarnation's history, not by the
-// deadline its old one earned: heard once, then silent, it is convicted
-// when the prior alone convicts (8 ln 10 times a prior of two rounds:
-// 3.7 s), although the old incarnation's slow heartbeats had put its
-// deadline much later, and its suspicion confirmed by a helper. A third
-// node, the helper, keeps pinging, so a is not isolated.
+// deadline its old one earned: heard once, then silent, it is suspected
+// when the prior alone suspects it (the normal model: a heartbeat interval
+// plus 5.6 deviations of a quarter of it, 1.2 s), although the old
+// incarnation's irregular heartbeats had put its deadline 5.5 s after its
+// last, and its suspicion is confirmed by a helper. The helper keeps
+// sending heartbeats, so a is not isolated.
 func TestNewGenerationJudgedAfresh(t *testing.T) {
 	a := newTestCore(t, "a", nil)
 	x := newTestCore(t, "x", nil)
-	w := newTestCore(t, "w", nil)
+	w := newTestCore(t, idBefore("a", "x"), nil) // so that a watches x
 	joinCores(t, t0, a, x)
 	joinCores(t, t0, a, w)
 	now := t0
@@ -490,16 +492,20 @@ func TestNewGenerationJudgedAfresh(t *testing.T) {
 			ping(t, now, a, w)
 		}
 	}
-	// The old incarnation beats every 2 s (the recorded-interval cap):
-	// its mean is 2 s, its deadline 36.8 s after its last beat.
-	for range 20 {
-		tickA(now.Add(2 * time.Second))
+	// The old incarnation beats 500 ms and 2 s apart by turns: mean
+	// 1.25 s, deviation 0.75 s, deadline 5.5 s after its last beat.
+	for i := range 20 {
+		gap := 500 * time.Millisecond
+		if i%2 == 1 {
+			gap = 2 * time.Second
+		}
+		tickA(now.Add(gap))
 		ping(t, now, a, x)
 	}
 	if !a.peers["x"].watched {
 		t.Fatal("a does not watch x")
 	}
-	tickA(now.Add(time.Second))
+	tickA(now.Add(500 * time.Millisecond))
 	x2 := newTestCore(t, "x", func(c *Config) { c.Generation = 2 })
 	joinCores(t, now, a, x2)
 	answering = nil
@@ -507,16 +513,32 @@ func TestNewGenerationJudgedAfresh(t *testing.T) {
 	if info, _ := a.NodeInfo("x", now); info.Generation != 2 || info.Status != StatusAlive {
 		t.Fatalf("after the restart a holds x at generation %d, %v", info.Generation, info.Status)
 	}
-	tickA(restarted.Add(3500 * time.Millisecond))
-	if info, _ := a.NodeInfo("x", now); info.Status != StatusAlive {
-		t.Fatalf("x declared %v before the prior's bound", info.Status)
+	tickA(restarted.Add(1100 * time.Millisecond))
+	if info, _ := a.NodeInfo("x", now); info.Status != StatusAlive || a.peers["x"].probe != nil {
+		t.Fatalf("x declared %v (suspected: %v) before the prior's bound", info.Status, a.peers["x"].probe != nil)
 	}
-	tickA(restarted.Add(4500 * time.Millisecond))
+	tickA(restarted.Add(2500 * time.Millisecond))
 	if info, _ := a.NodeInfo("x", now); info.Status != StatusDead {
-		t.Fatalf("x is %v 4.5 s after its new incarnation fell silent, want dead", info.Status)
+		t.Fatalf("x is %v 2.5 s after its new incarnation fell silent, want dead", info.Status)
 	}
 	if v, ok := a.self.get(keyVerdictPrefix + "x"); !ok || v != (verdict{2, a.peers["x"].maxVersion}).String() {
 		t.Fatalf("a's verdict on x: %q", v)
+	}
+}
+
+// idBefore returns an ID for a third node such that, on the ring of it,
+// watcher and watched, watcher's predecessor is watched: watcher watches
+// watched.
+func idBefore(watcher, watched string) string {
+	pos := func(id string) uint64 { return mix64(idHash(id)) }
+	for i := 0; ; i++ {
+		id := "w" + strconv.Itoa(i)
+		// Forward from watched, the next of the three must be watcher.
+		pw, pa, px := pos(watched), pos(watcher), pos(id)
+		dist := func(from, to uint64) uint64 { return to - from } // forward, wrapping
+		if dist(pw, pa) < dist(pw, px) {
+			return id
+		}
 	}
 }
 

@@ -30,7 +30,7 @@ const hotRounds = 8
 // round instead of one: the push that carries an update to most nodes in
 // log(N)/log(Fanout+1) rounds. The last nodes pull it from the digests
 // of the hot nodes they gossip with.
-const freshRounds = 2
+const freshRounds = 3
 
 // recentChange records that a node's state changed here in a round.
 type recentChange struct {

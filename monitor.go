@@ -2,19 +2,22 @@ package scuttlebutt
 
 import (
 	"cmp"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// Direct monitoring (docs/design.md, "Lean gossip"). Heartbeats do not
-// travel in digests: every node sends a ping each round to its monitors,
-// the monitorsPerNode live nodes that follow it on a ring ordered by a hash
-// of their IDs (and to the dead nodes between them), and each node judges
-// only the live nodes it monitors (those it follows on the ring), with its
-// phi-accrual detector.
+// Direct monitoring (docs/design.md, "Heartbeats on the ring").
+// Heartbeats do not travel in digests: every HeartbeatInterval a node
+// sends a Syn to its monitor, the next live node on a ring ordered by a
+// hash of their IDs (and to the dead nodes between them), and each node
+// judges only the live node it monitors (the one it follows on the ring),
+// with its phi-accrual detector. The heartbeat carries the summary of all
+// its sender holds: when every node's summary equals its successor's, all
+// are equal, so the heartbeats are also the idle anti-entropy, and an idle
+// cluster sends one datagram per node per heartbeat. A monitor convicts
+// only what other nodes confirm (probe.go).
 // Every node computes the ring from its own view, so monitors are re-chosen
 // as the membership changes, and every live node is watched.
 //
@@ -27,16 +30,19 @@ import (
 // wherever it arrives: a monitor that convicted in error (cut off from the
 // node, or slow) costs a brief death, never a lasting one.
 //
-// A node that hears nothing at all, from anyone, for as long as a monitor
-// takes to convict is isolated: the fault is likely its own (its inbound
-// traffic is lost, it is cut off). It publishes no verdict then, so that
+// A node that suspects a peer and hears nothing at all, from anyone (the
+// suspect, its helpers, other nodes), for a whole probe window is
+// isolated: the fault is likely its own (its inbound traffic is lost, it
+// is cut off). It publishes no verdict then, so that
 // its trouble does not kill healthy nodes, and declares every peer dead in
 // its own view only; the peers come back in its view once an exchange
 // shows it holds the same state as a peer (it has caught up with the
 // verdicts it missed).
 
-// monitorsPerNode is how many nodes watch each node.
-const monitorsPerNode = 3
+// monitorsPerNode is how many nodes watch each node. One is enough since
+// a suspicion is confirmed through helpers: a monitor that cannot hear a
+// node convicts it only if others cannot reach it either.
+const monitorsPerNode = 1
 
 // Reserved keys of monitoring.
 const (
@@ -162,19 +168,42 @@ func (c *Core) ringLive(p *peerState) bool {
 	return p == c.self || p.status == StatusAlive || p.status == StatusDead && p.deadBy == causeIsolation
 }
 
-// sendPings sends this round's heartbeat to each of this node's monitors.
-// A ping's generation is 0: the sender's ID is enough to tell who is alive,
-// and 8 bytes less a ping is 240 bytes a second less a node.
-func (c *Core) sendPings() {
-	for _, p := range c.monitors {
-		c.send(p.addr, &message{Type: msgPing, Cluster: c.cfg.ClusterID, From: c.id})
-	}
+// heartbeatRounds is how many rounds apart a node's heartbeats go.
+func (c *Core) heartbeatRounds() uint64 {
+	return uint64(max(1, (c.cfg.HeartbeatInterval+c.cfg.GossipInterval/2)/c.cfg.GossipInterval))
 }
 
-// onPing takes a heartbeat.
-func (c *Core) onPing(now time.Time, m *message) {
+// heartbeatDue tells whether this round sends the heartbeat. Nodes send
+// in rounds of their own phase, so that a cluster's heartbeats are spread
+// over the interval.
+func (c *Core) heartbeatDue() bool {
+	return (c.round+c.phase)%c.heartbeatRounds() == 0
+}
+
+// sendHeartbeats sends this round's heartbeat, a Syn, to this node's
+// monitor and the dead nodes before it on the ring; with rotate, the
+// monitor's carries a rotation of the digest. It reports whether the
+// rotation went out.
+func (c *Core) sendHeartbeats(rotate bool) bool {
+	sent := false
+	for _, p := range c.monitors {
+		r := rotate && !sent && c.ringLive(p)
+		c.sendSyn(p.addr, r)
+		sent = sent || r
+	}
+	return sent
+}
+
+// onHeartbeat takes a Syn or a Ping of a peer as its heartbeat. A Syn sent
+// to this node for another reason (a change spreading) counts too, but
+// not within half an interval of the last: the detector models regular
+// heartbeats.
+func (c *Core) onHeartbeat(now time.Time, m *message) {
 	p := c.peers[m.From]
 	if p == nil {
+		return
+	}
+	if m.Type == msgSyn && !p.lastHeard.IsZero() && now.Sub(p.lastHeard) < c.cfg.HeartbeatInterval/2 {
 		return
 	}
 	p.heartbeat++
@@ -186,11 +215,11 @@ func (c *Core) onPing(now time.Time, m *message) {
 	}
 }
 
-// isolateAfter is how long a node that hears no one waits before taking
-// itself to be isolated: as long as a monitor takes to convict a silent
-// node whose heartbeats came every round.
-func (c *Core) isolateAfter() time.Duration {
-	return time.Duration(c.cfg.PhiThreshold * math.Ln10 * float64(c.cfg.GossipInterval))
+// quietAfter is how long a suspect that some path reached is left alone
+// before it may be suspected again (its heartbeats may still be lost on
+// their way here, a one-way cut): twelve heartbeat intervals.
+func (c *Core) quietAfter() time.Duration {
+	return 12 * c.cfg.HeartbeatInterval
 }
 
 // inbound notes a valid message from a peer: this node is not isolated.
@@ -202,20 +231,14 @@ func (c *Core) inbound(now time.Time) {
 	}
 }
 
-// checkIsolation declares every peer dead here when nothing has come in
-// for isolateAfter, while peers were thought alive.
-func (c *Core) checkIsolation(now time.Time) {
-	if c.isolated || now.Sub(c.lastInbound) <= c.isolateAfter() {
-		return
-	}
-	alive := false
-	for _, p := range c.order {
-		if p != c.self && p.status == StatusAlive {
-			alive = true
-			break
-		}
-	}
-	if !alive {
+// isolate declares every peer dead here: this node suspected a peer,
+// asked helpers, and heard nothing at all, from anyone, for the whole
+// probe window. The fault is likely its own (its inbound traffic is lost,
+// it is cut off), and it cannot tell dead peers from live ones. (Silence
+// alone says little: an idle node hears only from the node before it on
+// the ring.)
+func (c *Core) isolate(now time.Time) {
+	if c.isolated {
 		return
 	}
 	c.isolated, c.resyncing = true, false

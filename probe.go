@@ -68,9 +68,13 @@ func (c *Core) probeWindow() time.Duration { return 5 * c.cfg.GossipInterval }
 func (c *Core) helperWait() time.Duration { return 3 * c.cfg.GossipInterval }
 
 // unheardGrace is how long a newly watched peer may be silent before it
-// is probed: long enough that a lossy link does not lose every heartbeat
-// of it (30 % loss loses five in a row once in 400 times).
-func (c *Core) unheardGrace() time.Duration { return 5 * c.cfg.GossipInterval }
+// is probed: long enough for it to learn that this node is its monitor
+// now (the change that moved the ring spreads in a few rounds) and send
+// its next heartbeat, and for a lossy link not to lose every heartbeat of
+// it (30 % loss loses three in a row once in 37 times).
+func (c *Core) unheardGrace() time.Duration {
+	return 3*c.cfg.HeartbeatInterval + 5*c.cfg.GossipInterval
+}
 
 // probeRound is a suspicion in progress.
 type probeRound struct {
@@ -78,6 +82,7 @@ type probeRound struct {
 	started time.Time
 	helpers []*peerState
 	nacked  uint8 // bit i: helper i could not reach the suspect either
+	alone   bool  // no other live peer at all: the probe's silence decides
 }
 
 // helpReq is a probe made for another node.
@@ -105,7 +110,8 @@ func (c *Core) suspect(now time.Time, p *peerState) {
 	c.stats.Suspicions++
 	n := c.nonce()
 	c.send(p.addr, c.probeMsg(msgProbe, n))
-	p.probe = &probeRound{nonce: n, started: now, helpers: c.pickHelpers(p)}
+	helpers, alone := c.pickHelpers(p)
+	p.probe = &probeRound{nonce: n, started: now, helpers: helpers, alone: alone}
 	c.askHelpers(p)
 	c.probes[n] = p
 	c.alarmUntil = now.Add(2 * c.probeWindow())
@@ -135,20 +141,25 @@ func (c *Core) endProbe(p *peerState) {
 }
 
 // pickHelpers chooses up to probeHelpers helpers for a suspicion of p:
-// live peers with an address, heard from within unheardGrace, not
-// themselves suspected here; the suspect's other monitors (as this node
-// sees the ring) only if too few others qualify.
-func (c *Core) pickHelpers(p *peerState) []*peerState {
+// live peers with an address, not themselves suspected here; the
+// suspect's other monitors (as this node sees the ring) only if too few
+// others qualify. (An idle node hears from few peers, so how lately a
+// peer was heard says little; a helper that is dead unbeknown to this
+// node just does not answer, and the others decide.) alone tells that
+// there is no other live peer at all, suspected or not: a cluster of two.
+func (c *Core) pickHelpers(p *peerState) (helpers []*peerState, alone bool) {
 	var first, second []*peerState
-	recent := c.unheardGrace()
 	fellows := c.fellowMonitors(p)
+	alone = true
 	for _, h := range c.order {
-		if h == c.self || h == p || h.status != StatusAlive || h.addr == "" || h.probe != nil {
+		if h == c.self || h == p || h.status != StatusAlive || h.addr == "" {
 			continue
 		}
+		alone = false
 		switch {
-		case h.lastMsg.IsZero() || c.lastTick.Sub(h.lastMsg) > recent:
-			continue
+		case h.probe != nil:
+			// Suspected here too: no helper. (A node that suspects
+			// every peer is more likely deaf than right.)
 		case slices.Contains(fellows, h):
 			second = append(second, h)
 		default:
@@ -164,7 +175,7 @@ func (c *Core) pickHelpers(p *peerState) []*peerState {
 			pool = pool[:len(pool)-1]
 		}
 	}
-	return out
+	return out, alone
 }
 
 // fellowMonitors returns the nodes that follow p on this node's ring up
@@ -200,11 +211,15 @@ func (c *Core) judgeProbe(now time.Time, p *peerState) {
 		return
 	}
 	c.endProbe(p)
-	if r.nacked != 0 || len(r.helpers) == 0 {
+	if r.nacked != 0 || r.alone {
 		c.convict(now, p)
 		return
 	}
 	c.stats.Inconclusive++
+	if len(r.helpers) > 0 && !c.lastInbound.After(r.started) {
+		c.isolate(now) // asked, and heard nothing at all: deaf
+		return
+	}
 	c.suspect(now, p) // no one confirmed: ask again, other helpers
 }
 
@@ -216,7 +231,7 @@ func (c *Core) cleared(now time.Time, p *peerState) {
 	c.stats.Cleared++
 	p.unheard = false
 	p.deadline = c.deadline(p.id)
-	if later := now.Add(c.isolateAfter()); p.deadline.Before(later) {
+	if later := now.Add(c.quietAfter()); p.deadline.Before(later) {
 		p.deadline = later
 	}
 }

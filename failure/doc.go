@@ -35,6 +35,14 @@
 // every 100 ms, about 1.84 s of silence; with heartbeats every second, about
 // 18.4 s. In chitchat the same threshold means 8 mean intervals.
 //
+// Config.Distribution = Normal selects the paper's and Akka's model instead:
+// intervals are normal with the measured mean and standard deviation (at
+// least Config.MinStdDeviation), phi = -log10(P(X > t)), and a peer is
+// suspected after a silence of mean + z*sd, z = 5.61 deviations for phi 8.
+// It suits sparse, regular heartbeats: with one every 500 ms and a floor of
+// 125 ms, a silence of 1.2 s; on a link that loses one heartbeat in four,
+// the deviation grows and the bound with it (about 2 s).
+//
 // # Guards
 //
 // Window: only the last Config.WindowSize inter-arrival samples of a peer are

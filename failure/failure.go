@@ -14,6 +14,23 @@ const ln10 = math.Ln10
 // kept as uint32 microseconds.
 const maxStoredInterval = time.Duration(math.MaxUint32) * time.Microsecond
 
+// Distribution is the model of a peer's heartbeat inter-arrival times that
+// phi is computed from.
+type Distribution uint8
+
+const (
+	// Exponential models intervals as exponential with the measured mean,
+	// as Cassandra does: phi = t / (mean * ln 10). It suits heartbeats that
+	// come often and irregularly (many per detection time).
+	Exponential Distribution = iota
+	// Normal models intervals as normal with the measured mean and standard
+	// deviation (at least MinStdDeviation), as the paper and Akka do:
+	// phi = -log10(1 - F(t)). It suits sparse, regular heartbeats: a peer
+	// is suspected a few deviations past its mean interval, and later when
+	// its intervals vary (a lossy link).
+	Normal
+)
+
 // Config of a Detector. Zero fields take DefaultConfig's values; because of
 // that, a field cannot be set to zero through a Config (for instance the
 // weakest prior is PriorWeight 1, and the pause guard is effectively disabled
@@ -57,6 +74,16 @@ type Config struct {
 	// Default 10s; at most about 71 minutes (samples are uint32
 	// microseconds).
 	MaxInterval time.Duration
+
+	// Distribution is the model of inter-arrival times; default
+	// Exponential.
+	Distribution Distribution
+
+	// MinStdDeviation, with the Normal model, is the least standard
+	// deviation assumed, so that very regular heartbeats (a deviation near
+	// zero) do not make a late one suspect at once. Default a quarter of
+	// InitialInterval, which is also the prior's deviation.
+	MinStdDeviation time.Duration
 
 	// PauseThreshold is the local-pause guard: when Tick sees more than this
 	// since the previous Tick, the detecting process itself is taken to have
@@ -103,6 +130,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PauseThreshold == 0 {
 		c.PauseThreshold = d.PauseThreshold
+	}
+	if c.MinStdDeviation == 0 {
+		c.MinStdDeviation = c.InitialInterval / 4
 	}
 	return c
 }
@@ -157,6 +187,12 @@ func (c Config) Validate() error {
 	if c.PauseThreshold < 0 {
 		bad("PauseThreshold %v is negative", c.PauseThreshold)
 	}
+	if c.Distribution > Normal {
+		bad("Distribution %d is unknown", c.Distribution)
+	}
+	if c.MinStdDeviation < 0 {
+		bad("MinStdDeviation %v is negative", c.MinStdDeviation)
+	}
 	return errors.Join(errs...)
 }
 
@@ -181,7 +217,8 @@ type Detector struct {
 	lastTick int64 // offset of the previous Tick
 	hasTick  bool
 
-	priorBound float64 // Threshold * ln10 * InitialInterval, in nanoseconds
+	priorBound float64 // the silence that convicts by the prior alone, in nanoseconds
+	z          float64 // Normal: the deviations past the mean at which phi = Threshold
 }
 
 // New returns a Detector with cfg, zero fields taking DefaultConfig's
@@ -218,6 +255,12 @@ func New(cfg Config) *Detector {
 	if c.PauseThreshold < 0 {
 		c.PauseThreshold = d.PauseThreshold
 	}
+	if c.Distribution > Normal {
+		c.Distribution = Exponential
+	}
+	if c.MinStdDeviation < 0 {
+		c.MinStdDeviation = c.InitialInterval / 4
+	}
 	det := &Detector{cfg: c, peers: make(map[string]*peer)}
 	det.setDerived()
 	return det
@@ -225,7 +268,54 @@ func New(cfg Config) *Detector {
 
 // setDerived computes the values that depend on cfg only.
 func (d *Detector) setDerived() {
-	d.priorBound = d.cfg.Threshold * ln10 * float64(d.cfg.InitialInterval)
+	i := float64(d.cfg.InitialInterval)
+	if d.cfg.Distribution == Normal {
+		// P(X > mean + z*sd) = 10^-Threshold.
+		d.z = math.Sqrt2 * math.Erfcinv(2*math.Pow(10, -d.cfg.Threshold))
+		d.priorBound = i + d.z*max(i/4, float64(d.cfg.MinStdDeviation))
+		return
+	}
+	d.priorBound = d.cfg.Threshold * ln10 * i
+}
+
+// priorWeight is how many pseudo-samples of the prior count for p.
+func (d *Detector) priorWeight(p *peer) int {
+	return max(0, min(d.cfg.PriorWeight, d.cfg.WindowSize-len(p.samples)))
+}
+
+// sdNs returns the standard deviation of p's intervals around mean, in
+// nanoseconds, at least MinStdDeviation. Each pseudo-sample of the prior
+// counts as InitialInterval with a deviation of its own of a quarter of
+// it, so the prior alone has the mean InitialInterval and that deviation.
+func (d *Detector) sdNs(p *peer, mean float64) float64 {
+	w := d.priorWeight(p)
+	n := len(p.samples) + w
+	if n == 0 {
+		return max(float64(d.cfg.InitialInterval)/4, float64(d.cfg.MinStdDeviation))
+	}
+	var sq float64
+	for _, us := range p.samples {
+		x := float64(us)*1e3 - mean
+		sq += x * x
+	}
+	i := float64(d.cfg.InitialInterval)
+	sq += float64(w) * ((i-mean)*(i-mean) + i*i/16)
+	return max(math.Sqrt(sq/float64(n)), float64(d.cfg.MinStdDeviation))
+}
+
+// bound returns the silence after which p is suspected, in nanoseconds.
+func (d *Detector) bound(p *peer) float64 {
+	mean := d.meanNs(p)
+	var b float64
+	if d.cfg.Distribution == Normal {
+		b = mean + d.z*d.sdNs(p, mean)
+	} else {
+		b = d.cfg.Threshold * ln10 * mean
+	}
+	if len(p.samples) < d.cfg.MinSamples {
+		b = max(b, d.priorBound)
+	}
+	return b
 }
 
 // offset converts now to nanoseconds since d.base. time.Time.Sub uses the
@@ -289,7 +379,7 @@ func (d *Detector) record(p *peer, us uint32) {
 
 // meanNs returns the prior-weighted mean interval of p in nanoseconds.
 func (d *Detector) meanNs(p *peer) float64 {
-	w := max(0, min(d.cfg.PriorWeight, d.cfg.WindowSize-len(p.samples)))
+	w := d.priorWeight(p)
 	n := len(p.samples) + w
 	if n == 0 {
 		return float64(d.cfg.InitialInterval)
@@ -297,10 +387,12 @@ func (d *Detector) meanNs(p *peer) float64 {
 	return (float64(p.sumUs)*1e3 + float64(w)*float64(d.cfg.InitialInterval)) / float64(n)
 }
 
-// Phi returns the suspicion level of peer at now:
-// phi = t / (mean * ln 10), t the time since peer's last arrival and mean the
-// prior-weighted mean interval (see Mean). It is 0 for an unknown peer and
-// when now is not after the last arrival.
+// Phi returns the suspicion level of peer at now, t the time since peer's
+// last arrival and mean the prior-weighted mean interval (see Mean): with
+// the Exponential model phi = t / (mean * ln 10); with the Normal model
+// phi = -log10(P(X > t)) for X normal with that mean and the measured
+// standard deviation (at least MinStdDeviation). It is 0 for an unknown
+// peer and when now is not after the last arrival.
 func (d *Detector) Phi(peerID string, now time.Time) float64 {
 	p, ok := d.peers[peerID]
 	if !ok {
@@ -310,15 +402,22 @@ func (d *Detector) Phi(peerID string, now time.Time) float64 {
 	if t <= 0 {
 		return 0
 	}
-	return t / (d.meanNs(p) * ln10)
+	mean := d.meanNs(p)
+	if d.cfg.Distribution == Normal {
+		sd := d.sdNs(p, mean)
+		return -math.Log10(0.5 * math.Erfc((t-mean)/(sd*math.Sqrt2)))
+	}
+	return t / (mean * ln10)
 }
 
 // Suspect reports whether peer is suspected dead at now: Phi(peer, now) >
 // Threshold. It is false for an unknown peer. While peer has fewer than
 // MinSamples recorded intervals its measured mean is not trusted on its own:
-// Suspect then also requires the silence to exceed Threshold * ln(10) *
-// InitialInterval, the silence at which the prior alone would convict
-// (18.4 s with the defaults). So a peer that sent a single heartbeat and
+// Suspect then also requires the silence to exceed the silence at which the
+// prior alone would convict: Threshold * ln(10) * InitialInterval with the
+// Exponential model (18.4 s with the defaults), InitialInterval plus the
+// threshold's deviations of max(InitialInterval/4, MinStdDeviation) with the
+// Normal one. So a peer that sent a single heartbeat and
 // died is still convicted, and a new peer whose first interval happened to be
 // short is not convicted early.
 func (d *Detector) Suspect(peerID string, now time.Time) bool {
@@ -330,10 +429,7 @@ func (d *Detector) Suspect(peerID string, now time.Time) bool {
 	if t <= 0 {
 		return false
 	}
-	if len(p.samples) < d.cfg.MinSamples && !(t > d.priorBound) {
-		return false
-	}
-	return t/(d.meanNs(p)*ln10) > d.cfg.Threshold
+	return t > d.bound(p)
 }
 
 // Deadline returns the time after which Suspect(peer, t) holds, if no
@@ -347,11 +443,7 @@ func (d *Detector) Deadline(peerID string) (deadline time.Time, ok bool) {
 	if !ok {
 		return time.Time{}, false
 	}
-	bound := d.cfg.Threshold * ln10 * d.meanNs(p)
-	if len(p.samples) < d.cfg.MinSamples {
-		bound = max(bound, d.priorBound)
-	}
-	return d.base.Add(time.Duration(p.last) + time.Duration(bound)), true
+	return d.base.Add(time.Duration(p.last) + time.Duration(d.bound(p))), true
 }
 
 // Tick is to be called once per local round, before the round's heartbeats

@@ -44,6 +44,7 @@ func TestDefaultConfig(t *testing.T) {
 	if err := (Config{}).Validate(); err != nil {
 		t.Fatalf("Config{}.Validate() = %v", err)
 	}
+	want.MinStdDeviation = want.InitialInterval / 4 // filled in from InitialInterval
 	if got := New(Config{}).cfg; got != want {
 		t.Fatalf("New(Config{}).cfg = %+v, want %+v", got, want)
 	}
@@ -499,5 +500,71 @@ func TestDeadline(t *testing.T) {
 	}
 	if d.Suspect("p", dl.Add(-time.Millisecond)) || !d.Suspect("p", dl.Add(time.Millisecond)) {
 		t.Fatal("Suspect disagrees with Deadline")
+	}
+}
+
+// With the Normal model a regular peer is suspected a few deviations past
+// its mean, and a peer whose intervals vary (a lossy link) much later.
+func TestNormalModel(t *testing.T) {
+	cfg := Config{Distribution: Normal, InitialInterval: 500 * time.Millisecond,
+		MinStdDeviation: 100 * time.Millisecond, MaxInterval: 10 * time.Second}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	z := math.Sqrt2 * math.Erfcinv(2e-8) // phi 8: 5.61 deviations
+	feed := func(intervals ...time.Duration) (*Detector, time.Time) {
+		d := New(cfg)
+		now := time.Unix(1000, 0)
+		d.Heartbeat("a", now)
+		for i := 0; i < 100; i++ { // a full window: the prior is gone
+			now = now.Add(intervals[i%len(intervals)])
+			d.Heartbeat("a", now)
+		}
+		return d, now
+	}
+	// Exactly 500 ms apart: the deviation is the floor, 100 ms.
+	d, last := feed(500 * time.Millisecond)
+	want := last.Add(500*time.Millisecond + time.Duration(z*float64(100*time.Millisecond)))
+	if dl, _ := d.Deadline("a"); dl.Sub(want).Abs() > time.Millisecond {
+		t.Errorf("regular peer: deadline %v after the last arrival, want %v", dl.Sub(last), want.Sub(last))
+	}
+	if d.Suspect("a", want.Add(-10*time.Millisecond)) || !d.Suspect("a", want.Add(10*time.Millisecond)) {
+		t.Errorf("regular peer: Suspect does not turn at the deadline %v", want.Sub(last))
+	}
+	if phi := d.Phi("a", want); math.Abs(phi-8) > 0.01 {
+		t.Errorf("phi at the deadline = %v, want 8", phi)
+	}
+	if phi := d.Phi("a", last.Add(500*time.Millisecond)); math.Abs(phi-math.Log10(2)) > 1e-9 {
+		t.Errorf("phi at the mean = %v, want log10(2)", phi)
+	}
+	// One interval in four lost (1 s instead of 500 ms): mean 625 ms,
+	// deviation 216.5 ms, suspected after 1.84 s instead of 1.06 s.
+	d, last = feed(500*time.Millisecond, 500*time.Millisecond, 500*time.Millisecond, time.Second)
+	mean, sd := 625e6, math.Sqrt(3*125e6*125e6+375e6*375e6)/2
+	want = last.Add(time.Duration(mean + z*sd))
+	if dl, _ := d.Deadline("a"); dl.Sub(want).Abs() > time.Millisecond {
+		t.Errorf("lossy peer: deadline %v after the last arrival, want %v", dl.Sub(last), want.Sub(last))
+	}
+}
+
+// Until MinSamples, a Normal detector needs the prior's bound: the prior
+// interval plus the threshold's deviations of a quarter of it.
+func TestNormalPrior(t *testing.T) {
+	d := New(Config{Distribution: Normal, InitialInterval: time.Second, MinStdDeviation: 100 * time.Millisecond})
+	now := time.Unix(1000, 0)
+	d.Heartbeat("a", now)
+	z := math.Sqrt2 * math.Erfcinv(2e-8)
+	bound := time.Second + time.Duration(z*float64(250*time.Millisecond))
+	if dl, _ := d.Deadline("a"); dl.Sub(now.Add(bound)).Abs() > time.Millisecond {
+		t.Errorf("prior deadline %v, want %v", dl.Sub(now), bound)
+	}
+	if d.Suspect("a", now.Add(bound-time.Millisecond)) || !d.Suspect("a", now.Add(bound+time.Millisecond)) {
+		t.Errorf("a new peer is not suspected at the prior's bound %v", bound)
+	}
+	if err := (Config{Distribution: 7}).Validate(); err == nil || !strings.Contains(err.Error(), "Distribution 7") {
+		t.Errorf("unknown distribution: %v", err)
+	}
+	if err := (Config{MinStdDeviation: -1}).Validate(); err == nil || !strings.Contains(err.Error(), "MinStdDeviation") {
+		t.Errorf("negative deviation: %v", err)
 	}
 }
