@@ -600,3 +600,118 @@ func TestHelperNacksOnlyWhatItCannotReach(t *testing.T) {
 		t.Fatalf("a suspect dead by a verdict: %v, want a nack", m.Type)
 	}
 }
+
+// An idle node sends one datagram per heartbeat interval: a Syn to its
+// monitor, its successor on the ring, which the monitor takes as a
+// heartbeat and answers with nothing (the summaries agree). No other
+// datagram leaves it, in any round.
+func TestIdleNodeSendsOneHeartbeatPerInterval(t *testing.T) {
+	nodes := []*Core{newTestCore(t, "a", nil), newTestCore(t, "b", nil), newTestCore(t, "c", nil), newTestCore(t, "d", nil)}
+	for _, x := range nodes[1:] {
+		joinCores(t, t0, nodes[0], x)
+	}
+	for _, x := range nodes[1:] {
+		for _, y := range nodes[1:] {
+			if x != y {
+				joinCores(t, t0, x, y)
+			}
+		}
+	}
+	byAddr := map[string]*Core{}
+	for _, x := range nodes {
+		byAddr[addrOf(x)] = x
+	}
+	a := nodes[0]
+	now := t0
+	// Let the changes of the joins go cold, then count a's datagrams over
+	// 10 s (20 heartbeat intervals of 500 ms).
+	var deliver func(from *Core, msgs []Outgoing)
+	deliver = func(from *Core, msgs []Outgoing) {
+		for _, m := range msgs {
+			to := byAddr[m.To]
+			if err := to.Step(now, addrOf(from), m.Data); err != nil {
+				t.Fatal(err)
+			}
+			deliver(to, to.Ready().Messages)
+		}
+	}
+	var sent []Outgoing
+	for i := range 150 {
+		now = now.Add(100 * time.Millisecond)
+		for _, x := range nodes {
+			x.Tick(now)
+			msgs := x.Ready().Messages
+			if x == a && i >= 50 {
+				sent = append(sent, msgs...)
+			}
+			deliver(x, msgs)
+		}
+	}
+	monitor := a.Monitors()
+	if len(monitor) != 1 {
+		t.Fatalf("a's monitors: %v, want one", monitor)
+	}
+	if len(sent) != 20 {
+		t.Fatalf("a sent %d datagrams in 10 idle seconds, want 20 heartbeats", len(sent))
+	}
+	for _, m := range sent {
+		if d := decoded(t, m.Data); d.Type != msgSyn || byAddr[m.To].ID() != monitor[0] || len(d.Digest) != 0 {
+			t.Fatalf("a sent a %v with %d digest entries to %s; want idle Syns to its monitor %s", d.Type, len(d.Digest), byAddr[m.To].ID(), monitor[0])
+		}
+	}
+	if info, _ := byAddr[addrOfID(nodes, monitor[0])].NodeInfo("a", now); info.Status != StatusAlive || now.Sub(info.LastHeard) > 600*time.Millisecond {
+		t.Fatalf("a's monitor holds a %v, last heard %v ago", info.Status, now.Sub(info.LastHeard))
+	}
+}
+
+// addrOfID returns the address of the core with an ID.
+func addrOfID(nodes []*Core, id string) string {
+	for _, x := range nodes {
+		if x.ID() == id {
+			return addrOf(x)
+		}
+	}
+	return ""
+}
+
+// A node that finds in a peer's digest a life it removed answers with an
+// obituary: the peer, which lagged behind and held it alive, holds it dead
+// from then.
+func TestObituaryTellsALaggingPeer(t *testing.T) {
+	a := newTestCore(t, "a", nil)
+	lag := newTestCore(t, "lag", nil)
+	x := newTestCore(t, "x", nil)
+	joinCores(t, t0, a, x)
+	joinCores(t, t0, lag, x)
+	joinCores(t, t0, a, lag)
+	xv := a.peers["x"].maxVersion
+	// a judged x dead and removed it; lag was away and holds it alive.
+	a.removePeer("x")
+	a.removed["x"] = removal{gen: 1, version: xv, until: t0.Add(time.Hour)}
+	if info, _ := lag.NodeInfo("x", t0); info.Status != StatusAlive {
+		t.Fatalf("lag holds x %v", info.Status)
+	}
+	lag.sendSyn(addrOf(a), true) // a rotation: x's entry among them
+	syn := lag.Ready().Messages[0].Data
+	if !slices.ContainsFunc(decoded(t, syn).Digest, func(e digestEntry) bool { return e.ID == "x" }) {
+		t.Fatal("lag's rotation does not name x")
+	}
+	replies := step(t, t0, a, lag, syn)
+	if len(replies) != 1 {
+		t.Fatalf("a answered with %d datagrams", len(replies))
+	}
+	obit := false
+	for _, d := range decoded(t, replies[0]).Deltas {
+		obit = obit || d.ID == "x" && d.Dead == xv && len(d.Entries) == 0
+	}
+	if !obit {
+		t.Fatalf("a's SynAck has no obituary of x: %+v", decoded(t, replies[0]).Deltas)
+	}
+	step(t, t0, lag, a, replies[0])
+	if info, _ := lag.NodeInfo("x", t0); info.Status != StatusDead {
+		t.Fatalf("after the obituary lag holds x %v, want dead", info.Status)
+	}
+	if _, ok := a.peers["x"]; ok {
+		t.Fatal("the exchange brought x back at a")
+	}
+}
