@@ -45,22 +45,23 @@ type removal struct {
 //
 // A Core is not safe for concurrent use.
 type Core struct {
-	cfg      Config
-	id       string
-	rng      *rand.Rand
-	self     *peerState
-	peers    map[string]*peerState // every known node, this one included
-	order    []*peerState          // peers sorted by ID: the digest rotation
-	cursor   int
-	recent   []recentChange
-	mark     uint64
-	detector *failure.Detector
-	removed  map[string]removal
-	pulls    []digestEntry // wants to send: nodes we know we lack
-	seeds    []string
-	round    uint64
-	phase    uint64 // of the rounds that send the heartbeat (monitor.go)
-	lastGC   time.Time
+	cfg       Config
+	id        string
+	rng       *rand.Rand
+	self      *peerState
+	peers     map[string]*peerState // every known node, this one included
+	order     []*peerState          // peers sorted by ID: the digest rotation
+	cursor    int
+	recent    []recentChange
+	mark      uint64
+	detector  *failure.Detector
+	removed   map[string]removal
+	pulls     []digestEntry // wants to send: nodes we know we lack
+	seeds     []string
+	round     uint64
+	newsRound uint64 // the last round a SynAck asked for what this node sent
+	phase     uint64 // of the rounds that send the heartbeat (monitor.go)
+	lastGC    time.Time
 
 	leaving   uint64          // version of keyLeft once Leave began
 	leaveAcks map[string]bool // peers that hold it
@@ -359,7 +360,7 @@ func (c *Core) Tick(now time.Time) {
 	rotate := c.antiEntropy
 	c.antiEntropy = false
 	sent := false
-	if c.heartbeatDue() && len(c.monitors) > 0 {
+	if (c.heartbeatDue() || c.pushedOut()) && len(c.monitors) > 0 {
 		rotate = !c.sendHeartbeats(rotate) && rotate
 		sent = true
 	}
@@ -372,6 +373,33 @@ func (c *Core) Tick(now time.Time) {
 		// The wants gathered since the last round went out.
 		c.pulls = c.pulls[:0:0]
 	}
+}
+
+// pushing tells whether this round pushes to Fanout peers: while this
+// node leaves, and in the first round after a change (made or received);
+// in the rounds after that up to freshRounds only if the last round's
+// pushes were news to someone (a SynAck with wants came back: rumour
+// mongering with feedback), so that the pushes stop where the change is
+// known already.
+func (c *Core) pushing() bool {
+	if c.leaving != 0 {
+		return true
+	}
+	n := len(c.recent)
+	if n == 0 {
+		return false
+	}
+	age := c.round - c.recent[n-1].round
+	return age <= 1 || age < freshRounds && c.newsRound+1 >= c.round
+}
+
+// pushedOut tells whether the random pushes of the last change ended with
+// the last round: this round's heartbeat goes early, so that a node
+// the pushes missed gets the change from its predecessor on the ring at
+// once rather than at the predecessor's next heartbeat.
+func (c *Core) pushedOut() bool {
+	n := len(c.recent)
+	return n > 0 && c.round-c.recent[n-1].round == freshRounds
 }
 
 // detectorPause is the stall of this node after which its silence is not
@@ -401,7 +429,7 @@ func (c *Core) targets(need bool) []string {
 		}
 	}
 	fanout := 0
-	if n := len(c.recent); n > 0 && c.round-c.recent[n-1].round < freshRounds || c.leaving != 0 {
+	if c.pushing() {
 		fanout = c.cfg.Fanout
 	} else if need {
 		fanout = 1
@@ -701,6 +729,9 @@ func fitEntries(es []digestEntry, budget, limit int) ([]digestEntry, int) {
 // leaves the difference unexplained: our next Syn carries a rotation of
 // our digest, which finds it.
 func (c *Core) onSynAck(now time.Time, addr string, m *message) {
+	if len(m.Wants) > 0 {
+		c.newsRound = c.round
+	}
 	c.applyDeltas(now, m)
 	reqs := c.wantedBy(nil, m.Wants)
 	var wants []digestEntry

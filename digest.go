@@ -24,7 +24,7 @@ package scuttlebutt
 // reaches 1,000 nodes in about 5 rounds, and a node that has not got it
 // finds it in the digests of those that have. Longer costs bytes: every
 // Syn carries every hot entry.
-const hotRounds = 8
+const hotRounds = 6
 
 // freshRounds is how long after a change a node gossips to Fanout peers a
 // round instead of one: the push that carries an update to most nodes in
