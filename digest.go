@@ -21,15 +21,19 @@ package scuttlebutt
 // generation 0).
 
 // hotRounds is how long a changed node stays in digests: an update
-// reaches 1,000 nodes in about 5 rounds, and a node that has not got it
-// finds it in the digests of those that have. Longer costs bytes: every
-// Syn carries every hot entry.
+// reaches 1,000 nodes in about 6 rounds, and a node that has not got it
+// finds it in the digests of those that have, its predecessor's next
+// heartbeat at the latest (5 rounds with the local preset). Longer costs
+// bytes: every Syn carries every hot entry (8 rounds cost 5 % more while
+// updates flow).
 const hotRounds = 6
 
-// freshRounds is how long after a change a node gossips to Fanout peers a
-// round instead of one: the push that carries an update to most nodes in
-// log(N)/log(Fanout+1) rounds. The last nodes pull it from the digests
-// of the hot nodes they gossip with.
+// freshRounds bounds how long after a change a node pushes it to Fanout
+// random peers a round (Core.pushing): the rounds up to freshRounds - 1
+// after it, the second only if the first was news to someone. The push
+// carries an update to most nodes in log(N)/log(Fanout+1) rounds; in
+// round freshRounds the node's heartbeat goes early to its ring successor,
+// and the last nodes find it in the digests of the hot nodes they hear.
 const freshRounds = 3
 
 // recentChange records that a node's state changed here in a round.
