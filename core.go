@@ -73,7 +73,7 @@ type Core struct {
 	// Monitoring (monitor.go).
 	ring        []*peerState       // alive nodes and this one, by ringKey
 	ringDirty   bool               // ring, monitors and watched need recomputing
-	monitors    []*peerState       // whom this node pings: its successors
+	monitors    []*peerState       // whom this node sends its heartbeat to: its successor (and dead nodes before it)
 	watched     []*peerState       // whom this node judges: its predecessors
 	pending     map[string]verdict // verdicts on nodes not known yet
 	lastInbound time.Time          // the last valid message from a peer

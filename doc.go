@@ -3,13 +3,15 @@
 // address, its state), and every node converges on every node's state.
 //
 // Nodes gossip with the Scuttlebutt protocol (van Renesse et al., 2008):
-// every round a node sends a random peer (a few while a change is fresh)
-// its recent changes and a summary of the versions of every node's state it
-// holds; where they differ, both sides answer with the deltas the other
-// lacks, ordered by staleness and bounded by the datagram size. Each node
-// also pings its three monitors every round; a monitor whose phi-accrual
-// failure detector (package failure) convicts a silent node publishes the
-// verdict as state of its own, and a live node refutes a verdict on itself.
+// a node sends peers its recent changes and a summary of the versions of
+// every node's state it holds — a few random peers each round while a
+// change is fresh, and its monitor, the next node on a ring, at every
+// heartbeat; where they differ, both sides answer with the deltas the
+// other lacks, ordered by staleness and bounded by the datagram size. An
+// idle node sends one datagram per heartbeat. A monitor whose phi-accrual
+// failure detector (package failure) suspects a silent node asks others to
+// probe it, publishes a verdict as state of its own only if none can reach
+// it, and a live node refutes a verdict on itself.
 // A restarted node comes back with a higher generation whose state
 // replaces the old one; deletes are tombstones collected after a grace
 // period. docs/design.md tells why.

@@ -23,7 +23,7 @@ const (
 	msgSynAck msgType = 2 // deltas for the digest, wants, and a digest back
 	msgAck    msgType = 3 // deltas for the SynAck's wants and digest
 	msgFull   msgType = 4 // full state, over a stream only (joining)
-	msgPing   msgType = 5 // a heartbeat, to the sender's monitors (monitor.go)
+	msgPing   msgType = 5 // a heartbeat without a summary: still taken, no longer sent (monitor.go)
 	// Suspicion (probe.go): a Probe asks for a ProbeAck at once; a PingReq
 	// asks a helper to probe a suspect, and the helper answers with the
 	// requester's nonce: a ProbeAck if the suspect answered, a ProbeNack

@@ -87,11 +87,12 @@ func (c *Core) markRing() { c.ringDirty = true }
 
 // updateRing recomputes the ring, this node's monitors (its successors)
 // and the nodes it watches (its predecessors). The ring holds the alive
-// and the dead nodes: walking forward, a node pings every node up to its
-// monitorsPerNode-th live successor, dead ones on the way included, so
-// that a node the cluster holds dead but which is alive (cut off one way,
-// paused) still hears its predecessors and convicts no one for its own
-// trouble; walking back, it watches its live predecessors. A newly
+// and the dead nodes: walking forward, a node sends its heartbeat to
+// every node up to its monitorsPerNode-th live successor, dead ones on the
+// way included, so that a node the cluster holds dead but which is alive
+// (cut off one way, paused) still hears its predecessor and convicts no
+// one for its own trouble, and a partition heals at the first heartbeat
+// after it; walking back, it watches its live predecessor. A newly
 // watched node is judged from now, with a fresh detector history.
 func (c *Core) updateRing(now time.Time) {
 	if !c.ringDirty {

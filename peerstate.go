@@ -59,7 +59,7 @@ type peerState struct {
 	left      bool   // from keyLeft
 	status    Status
 	since     time.Time // when status last changed
-	lastHeard time.Time // when its last heartbeat came, if it pings this node
+	lastHeard time.Time // when its last heartbeat came, if it sends them to this node
 	deadline  time.Time // before it, the detector cannot suspect this peer
 }
 

@@ -13,9 +13,9 @@ import (
 //   - a Probe straight to the suspect, which answers any Probe with a
 //     ProbeAck carrying the same nonce, sent again at each tick while the
 //     suspicion lasts;
-//   - a PingReq to each of probeHelpers helpers, live peers it heard from
-//     lately and, where it can tell, not the suspect's other monitors
-//     (which share its view of the suspect). A helper probes the suspect
+//   - a PingReq to each of probeHelpers helpers, live peers not
+//     suspected here and, where it can tell, not the suspect's other
+//     monitors (which share its view of the suspect). A helper probes the suspect
 //     with a nonce of its own and answers the requester with the
 //     requester's nonce: a ProbeAck as soon as the suspect answers, a
 //     ProbeNack if it did not within helperWait (it probes again at each

@@ -447,6 +447,25 @@ func BenchmarkPhi(b *testing.B) {
 	_ = sink
 }
 
+// BenchmarkNormalDeadline is what the gossip core pays per heartbeat with
+// the normal model: the deadline over a full window of 100 intervals.
+func BenchmarkNormalDeadline(b *testing.B) {
+	d := New(Config{Distribution: Normal, InitialInterval: 500 * time.Millisecond})
+	names := peerNames(1000)
+	var now time.Duration
+	for i := 0; i < 200; i++ {
+		now += 500 * time.Millisecond
+		for _, n := range names {
+			d.Heartbeat(n, at(now))
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		_, _ = d.Deadline(names[i%len(names)])
+	}
+}
+
 // BenchmarkMemory reports the heap per tracked peer with a full default
 // window (1,000 peers).
 func BenchmarkMemory(b *testing.B) {
