@@ -365,7 +365,7 @@ func (c *Core) Tick(now time.Time) {
 		sent = true
 	}
 	for _, to := range c.targets(rotate || (!sent && len(c.pulls) > 0)) {
-		c.sendSyn(to, rotate)
+		c.sendSynWithin(to, rotate, freshRounds)
 		rotate = false
 		sent = true
 	}
@@ -801,13 +801,34 @@ func (c *Core) addPull(w digestEntry) {
 // sendSyn opens an exchange with addr: wants, this node's recent changes
 // (with rotate, also a rotation of the rest of its digest), and the
 // summary of all it holds less the digest's nodes.
-func (c *Core) sendSyn(addr string, rotate bool) {
+func (c *Core) sendSyn(addr string, rotate bool) { c.sendSynWithin(addr, rotate, hotRounds) }
+
+// sendSynWithin is sendSyn with the recent changes of the last age rounds
+// only: a push to a random peer carries what is being pushed (the last
+// freshRounds), a heartbeat all hot changes, for its receiver to pull
+// what it missed. (The summary covers the rest either way.)
+func (c *Core) sendSynWithin(addr string, rotate bool, age uint64) {
 	m := message{Type: msgSyn, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
 	budget := c.maxPlain - messageHeaderSize(msgSyn, m.Cluster, m.From, m.Gen)
 	m.Wants, budget = fitEntries(c.pulls, budget-maxArrayHeader, budget/4)
 	m.Digest, _ = c.fillDigest(nil, budget-maxArrayHeader, c.newMark(), nil, rotate)
+	if !rotate && age < hotRounds {
+		m.Digest = c.changedWithin(m.Digest, age)
+	}
 	m.Summary = c.summaryLess(m.Digest)
 	c.send(addr, &m)
+}
+
+// changedWithin keeps the entries of d whose node changed here in the last
+// age rounds, and this node's own while it leaves.
+func (c *Core) changedWithin(d []digestEntry, age uint64) []digestEntry {
+	fresh := make(map[string]bool)
+	for i := len(c.recent) - 1; i >= 0 && c.round-c.recent[i].round <= age; i-- {
+		fresh[c.recent[i].id] = true
+	}
+	return slices.DeleteFunc(d, func(e digestEntry) bool {
+		return !fresh[e.ID] && !(e.ID == c.id && c.leaving != 0)
+	})
 }
 
 // send encodes m into the outbox, sealed if this node encrypts. A message

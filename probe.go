@@ -141,15 +141,18 @@ func (c *Core) endProbe(p *peerState) {
 }
 
 // pickHelpers chooses up to probeHelpers helpers for a suspicion of p:
-// live peers with an address, not themselves suspected here; the
-// suspect's other monitors (as this node sees the ring) only if too few
-// others qualify. (An idle node hears from few peers, so how lately a
-// peer was heard says little; a helper that is dead unbeknown to this
-// node just does not answer, and the others decide.) alone tells that
-// there is no other live peer at all, suspected or not: a cluster of two.
+// live peers with an address, not themselves suspected here: first those
+// heard from within unheardGrace (where it can tell, on this node's side
+// of a partition, so that their nacks come soon), then the others (an
+// idle node hears from few peers; a helper that is dead or cut off
+// unbeknown to this node just does not answer, and the others decide),
+// the suspect's other monitors (as this node sees the ring) last. alone
+// tells that there is no other live peer at all, suspected or not: a
+// cluster of two.
 func (c *Core) pickHelpers(p *peerState) (helpers []*peerState, alone bool) {
-	var first, second []*peerState
+	var heard, other, fellow []*peerState
 	fellows := c.fellowMonitors(p)
+	recent := c.unheardGrace()
 	alone = true
 	for _, h := range c.order {
 		if h == c.self || h == p || h.status != StatusAlive || h.addr == "" {
@@ -161,13 +164,15 @@ func (c *Core) pickHelpers(p *peerState) (helpers []*peerState, alone bool) {
 			// Suspected here too: no helper. (A node that suspects
 			// every peer is more likely deaf than right.)
 		case slices.Contains(fellows, h):
-			second = append(second, h)
+			fellow = append(fellow, h)
+		case !h.lastMsg.IsZero() && c.lastTick.Sub(h.lastMsg) <= recent:
+			heard = append(heard, h)
 		default:
-			first = append(first, h)
+			other = append(other, h)
 		}
 	}
 	out := make([]*peerState, 0, probeHelpers)
-	for _, pool := range [][]*peerState{first, second} {
+	for _, pool := range [][]*peerState{heard, other, fellow} {
 		for len(out) < probeHelpers && len(pool) > 0 {
 			i := c.rng.IntN(len(pool))
 			out = append(out, pool[i])
