@@ -408,9 +408,9 @@ func (c *Core) detectorPause() time.Duration {
 	return max(time.Second, 10*c.cfg.GossipInterval)
 }
 
-// targets picks this round's peers: Fanout random live ones for
-// freshRounds after a change (or while this node leaves), one with need
-// (a difference to find, wants to ask), none otherwise; one dead one
+// targets picks this round's peers: Fanout random live ones while this
+// node pushes a change or leaves (pushing), one with need (a difference
+// to find, wants to ask), none otherwise; one dead one
 // with probability dead/(live+1) (chitchat's rule, so partitions heal);
 // the seeds when no peer is alive, else one seed with probability
 // 1/(live+1).
