@@ -33,11 +33,10 @@ import (
 // A node that suspects a peer and hears nothing at all, from anyone (the
 // suspect, its helpers, other nodes), for a whole probe window is
 // isolated: the fault is likely its own (its inbound traffic is lost, it
-// is cut off). It publishes no verdict then, so that
-// its trouble does not kill healthy nodes, and declares every peer dead in
-// its own view only; the peers come back in its view once an exchange
-// shows it holds the same state as a peer (it has caught up with the
-// verdicts it missed).
+// is cut off). It publishes no verdict then, so that its trouble does not
+// kill healthy nodes, and declares every peer dead in its own view only;
+// the peers come back in its view once an exchange shows it holds the
+// same state as a peer (it has caught up with the verdicts it missed).
 
 // monitorsPerNode is how many nodes watch each node. One is enough since
 // a suspicion is confirmed through helpers: a monitor that cannot hear a

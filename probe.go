@@ -14,13 +14,13 @@ import (
 //     ProbeAck carrying the same nonce, sent again at each tick while the
 //     suspicion lasts;
 //   - a PingReq to each of probeHelpers helpers, live peers not
-//     suspected here and, where it can tell, not the suspect's other
-//     monitors (which share its view of the suspect). A helper probes the suspect
-//     with a nonce of its own and answers the requester with the
-//     requester's nonce: a ProbeAck as soon as the suspect answers, a
-//     ProbeNack if it did not within helperWait (it probes again at each
-//     of its ticks meanwhile), or at once if it does not hold the suspect
-//     alive itself.
+//     suspected here, those heard lately first and, where it can tell,
+//     not the suspect's other monitors (which share its view of the
+//     suspect). A helper probes the suspect with a nonce of its own and
+//     answers the requester with the requester's nonce: a ProbeAck as
+//     soon as the suspect answers, a ProbeNack if it did not within
+//     helperWait (it probes again at each of its ticks meanwhile), or at
+//     once if it does not hold the suspect alive itself.
 //
 // Any ProbeAck clears the suspicion: the suspect is reachable, by some
 // path, and the monitor's silence was a fault of one link (a one-way cut,
