@@ -148,7 +148,9 @@ func (c *cli) acquireLease(ctx context.Context, l leaseCmd) int {
 			raw, err = c.do("POST", l.path(), nil, body, &v)
 			requested = err == nil
 		} else {
-			wait := min(leasePollWait, time.Until(deadline))
+			// Not below zero: the deadline may pass between the loop's
+			// check and here, and the agent refuses a negative wait.
+			wait := max(min(leasePollWait, time.Until(deadline)), 0)
 			c.timeout = wait + 10*time.Second
 			raw, err = c.do("GET", l.path(), url.Values{"wait": {wait.Round(time.Millisecond).String()}}, nil, &v)
 		}
