@@ -10,6 +10,11 @@ import (
 // ln10 is the natural logarithm of 10: phi = t / (mean * ln10).
 const ln10 = math.Ln10
 
+// maxBound caps the silence a Deadline adds to the last arrival, in
+// nanoseconds (146 years), so that a bound beyond any int64 (the Normal
+// model with a huge Threshold, meant as "never") is a time far ahead.
+const maxBound = float64(1 << 62)
+
 // maxStoredInterval is the longest interval a sample can hold: samples are
 // kept as uint32 microseconds.
 const maxStoredInterval = time.Duration(math.MaxUint32) * time.Microsecond
@@ -443,7 +448,11 @@ func (d *Detector) Deadline(peerID string) (deadline time.Time, ok bool) {
 	if !ok {
 		return time.Time{}, false
 	}
-	return d.base.Add(time.Duration(p.last) + time.Duration(d.bound(p))), true
+	b := d.bound(p)
+	if !(b < maxBound) { // +Inf with the Normal model and a huge Threshold
+		b = maxBound
+	}
+	return d.base.Add(time.Duration(p.last) + time.Duration(b)), true
 }
 
 // Tick is to be called once per local round, before the round's heartbeats

@@ -580,6 +580,18 @@ func TestNormalPrior(t *testing.T) {
 	if d.Suspect("a", now.Add(bound-time.Millisecond)) || !d.Suspect("a", now.Add(bound+time.Millisecond)) {
 		t.Errorf("a new peer is not suspected at the prior's bound %v", bound)
 	}
+	// A huge threshold means never: the deadline is far ahead, not an
+	// overflow into the past.
+	never := New(Config{Distribution: Normal, Threshold: 1e9, InitialInterval: time.Second})
+	never.Heartbeat("a", now)
+	never.Heartbeat("a", now.Add(time.Second))
+	never.Heartbeat("a", now.Add(2*time.Second))
+	if dl, _ := never.Deadline("a"); dl.Before(now.Add(100 * 365 * 24 * time.Hour)) {
+		t.Errorf("threshold 1e9: deadline %v, want one far ahead", dl)
+	}
+	if never.Suspect("a", now.Add(time.Hour)) {
+		t.Error("threshold 1e9: suspected after an hour")
+	}
 	if err := (Config{Distribution: 7}).Validate(); err == nil || !strings.Contains(err.Error(), "Distribution 7") {
 		t.Errorf("unknown distribution: %v", err)
 	}
