@@ -551,6 +551,9 @@ func (c *Core) setStatus(now time.Time, p *peerState, to Status) {
 		p.deadBy = causeNone
 	}
 	c.markRing()
+	if from == StatusDead {
+		c.withdrawVerdict(now, p) // monitor.go
+	}
 	c.emit(Event{Kind: EventStatus, NodeID: p.id, From: from, To: to})
 	switch {
 	case to == StatusAlive:
@@ -591,6 +594,9 @@ func (c *Core) Step(now time.Time, addr string, data []byte) error {
 	c.inbound(now)
 	if p := c.peers[m.From]; p != nil {
 		p.lastMsg = now
+		if m.Type == msgSyn || m.Type == msgSynAck || m.Type == msgAck {
+			c.healing(now, addr, p) // catchup.go
+		}
 	}
 	switch m.Type {
 	case msgSyn:
