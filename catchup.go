@@ -252,8 +252,12 @@ func (c *Core) healing(now time.Time, addr string, p *peerState) {
 	c.sendCatchUp(now, addr, p.id, true, nil)
 }
 
-// holdsVerdicts tells whether some node is dead here by a verdict.
+// holdsVerdicts tells whether some node is dead here by a verdict, or
+// was revived in the last catchUpInterval.
 func (c *Core) holdsVerdicts() bool {
+	if !c.lastRevival.IsZero() && c.lastTick.Sub(c.lastRevival) < 2*c.catchUpInterval() {
+		return true
+	}
 	for _, p := range c.order {
 		if p.status == StatusDead && p.deadBy == causeVerdict {
 			return true

@@ -89,6 +89,7 @@ type Core struct {
 	catchUps     map[string]*catchUpState // rate limits of catch-ups, by peer ID (catchup.go)
 	busyCatchUps int                      // catch-ups in flight
 	catchUpOut   []CatchUp
+	lastRevival  time.Time // when a dead node was last revived here (catchup.go)
 
 	stateBytes int             // entrySize over every node's keys (limits.go)
 	limitsHit  map[string]bool // limits already reported by an EventLimit
@@ -552,6 +553,7 @@ func (c *Core) setStatus(now time.Time, p *peerState, to Status) {
 	}
 	c.markRing()
 	if from == StatusDead {
+		c.lastRevival = now
 		c.withdrawVerdict(now, p) // monitor.go
 	}
 	c.emit(Event{Kind: EventStatus, NodeID: p.id, From: from, To: to})
