@@ -29,6 +29,22 @@ import (
 // of the nodes of one exchange before the difference goes over a stream.
 const catchUpDatagrams = 4
 
+// manyDiffer is how many nodes an exchange's digest may show a peer behind
+// on before this node sends it everything it holds over a stream: a digest
+// shows only part of the difference, and one that differs on so many nodes
+// is a burst (a partition's verdicts, its heal's refutations) that
+// datagrams would carry fifty entries at a time.
+const manyDiffer = 16
+
+// burstChanges is how many recent changes make a burst: more than a
+// digest holds, so that an exchange shows only part of what differs. In a
+// burst while this node holds nodes dead by verdicts (a partition, or its
+// heal: verdicts, refutations and withdrawals by the hundred), a peer
+// behind on any node gets everything. (Not in a burst of ordinary
+// changes: under heavy loss, pushing whole states then convicted live
+// nodes in the simulation.)
+const burstChanges = 64
+
 // maxCatchUps bounds the catch-up streams in flight from one node: each
 // holds its encoded difference (up to 64 MiB) until it is written.
 const maxCatchUps = 2
@@ -107,6 +123,12 @@ func behindBytes(reqs []deltaRequest, limit int) bool {
 // difference. The datagram still goes: it is cheap, and the stream may
 // fail.
 func (c *Core) catchUp(now time.Time, addr, peer string, reqs []deltaRequest, seen ...[]digestEntry) {
+	c.sendCatchUp(now, addr, peer, false, reqs, seen...)
+}
+
+// sendCatchUp is catchUp; with whole, the stream carries everything this
+// node holds, whatever reqs say.
+func (c *Core) sendCatchUp(now time.Time, addr, peer string, whole bool, reqs []deltaRequest, seen ...[]digestEntry) {
 	if peer == c.id {
 		return
 	}
@@ -117,10 +139,13 @@ func (c *Core) catchUp(now time.Time, addr, peer string, reqs []deltaRequest, se
 	if st != nil && st.sent != nil && st.took(reqs, seen) {
 		st.wait, st.sent = c.catchUpInterval(), nil // it was not stuck: the backoff is over
 	}
-	if len(reqs) == 0 || c.busyCatchUps >= maxCatchUps || st != nil && now.Sub(st.last) < st.wait {
+	if !whole && len(reqs) == 0 || c.busyCatchUps >= maxCatchUps || st != nil && now.Sub(st.last) < st.wait {
 		return
 	}
-	if !behindBytes(reqs, catchUpDatagrams*c.maxPlain) {
+	if whole || len(reqs) > manyDiffer || len(reqs) > 0 && len(c.recent) > burstChanges && c.holdsVerdicts() {
+		whole, reqs = true, c.wholeState()
+	}
+	if !whole && !behindBytes(reqs, catchUpDatagrams*c.maxPlain) {
 		return
 	}
 	m := message{Type: msgCatchUp, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
@@ -202,4 +227,41 @@ func (c *Core) StepStream(now time.Time, data []byte) (from string, full bool, e
 	}
 	c.applyDeltas(now, m)
 	return m.From, m.Type == msgFull, nil
+}
+
+// wholeState returns a request from version 0 for every node held here,
+// this one included: the receiver merges them as it merges a join's state.
+func (c *Core) wholeState() []deltaRequest {
+	reqs := make([]deltaRequest, 0, len(c.order))
+	for _, p := range c.order {
+		reqs = append(reqs, deltaRequest{p: p})
+	}
+	return reqs
+}
+
+// healing is called for a message from a peer: if this node holds the
+// peer dead by a verdict, the two were likely cut apart (a partition
+// healing, or a peer convicted in error), and each holds what the other
+// lacks of many nodes. The peer gets everything this node holds over a
+// stream, as the rate limit of catch-ups allows: its verdicts on this
+// side arrive at once, and so do the refutations it must see.
+func (c *Core) healing(now time.Time, addr string, p *peerState) {
+	if p == nil || p.status != StatusDead || p.deadBy != causeVerdict {
+		return
+	}
+	c.sendCatchUp(now, addr, p.id, true, nil)
+}
+
+// holdsVerdicts tells whether some node is dead here by a verdict, or
+// was revived in the last catchUpInterval.
+func (c *Core) holdsVerdicts() bool {
+	if !c.lastRevival.IsZero() && c.lastTick.Sub(c.lastRevival) < 2*c.catchUpInterval() {
+		return true
+	}
+	for _, p := range c.order {
+		if p.status == StatusDead && p.deadBy == causeVerdict {
+			return true
+		}
+	}
+	return false
 }

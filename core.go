@@ -89,6 +89,7 @@ type Core struct {
 	catchUps     map[string]*catchUpState // rate limits of catch-ups, by peer ID (catchup.go)
 	busyCatchUps int                      // catch-ups in flight
 	catchUpOut   []CatchUp
+	lastRevival  time.Time // when a dead node was last revived here (catchup.go)
 
 	stateBytes int             // entrySize over every node's keys (limits.go)
 	limitsHit  map[string]bool // limits already reported by an EventLimit
@@ -551,6 +552,10 @@ func (c *Core) setStatus(now time.Time, p *peerState, to Status) {
 		p.deadBy = causeNone
 	}
 	c.markRing()
+	if from == StatusDead {
+		c.lastRevival = now
+		c.withdrawVerdict(now, p) // monitor.go
+	}
 	c.emit(Event{Kind: EventStatus, NodeID: p.id, From: from, To: to})
 	switch {
 	case to == StatusAlive:
@@ -591,6 +596,9 @@ func (c *Core) Step(now time.Time, addr string, data []byte) error {
 	c.inbound(now)
 	if p := c.peers[m.From]; p != nil {
 		p.lastMsg = now
+		if m.Type == msgSyn || m.Type == msgSynAck || m.Type == msgAck {
+			c.healing(now, addr, p) // catchup.go
+		}
 	}
 	switch m.Type {
 	case msgSyn:

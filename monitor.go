@@ -356,6 +356,15 @@ func (c *Core) withdrawVerdicts(now time.Time) {
 	}
 }
 
+// withdrawVerdict deletes this node's verdict on p, if it holds one, as
+// soon as p is no longer dead here: the withdrawal spreads with the
+// refutation, not a collection later.
+func (c *Core) withdrawVerdict(now time.Time, p *peerState) {
+	if e, ok := c.self.keys[keyVerdictPrefix+p.id]; ok && !e.deleted {
+		c.setLocal(now, e.key, "", true)
+	}
+}
+
 // summaryDiffer, in a SynAck's summary field, says the Syn's summary
 // differed from the receiver's.
 const summaryDiffer = 1
