@@ -253,7 +253,7 @@ func (c *Core) healing(now time.Time, addr string, p *peerState) {
 }
 
 // holdsVerdicts tells whether some node is dead here by a verdict, or
-// was revived in the last catchUpInterval.
+// was revived in the last two catchUpIntervals.
 func (c *Core) holdsVerdicts() bool {
 	if !c.lastRevival.IsZero() && c.lastTick.Sub(c.lastRevival) < 2*c.catchUpInterval() {
 		return true

@@ -184,3 +184,33 @@ func TestProtocolDocCatchUpExample(t *testing.T) {
 		t.Fatalf("Lookup(a, k) = %q, %v", v, ok)
 	}
 }
+
+// A Syn from a peer this node holds dead by a verdict (a partition
+// healing, or a peer convicted in error) gets that peer everything this
+// node holds over a catch-up stream, though the exchange itself shows
+// no difference; a peer held alive gets none.
+func TestWholeStateToAPeerHeldDead(t *testing.T) {
+	a := newTestCore(t, "a", nil)
+	b := newTestCore(t, "b", nil)
+	c := newTestCore(t, "c", nil)
+	joinCores(t, t0, a, b)
+	joinCores(t, t0, a, c)
+	if cu := synCatchUps(t, t0, a, b); len(cu) != 0 {
+		t.Fatalf("a stream to b, held alive: %+v", cu)
+	}
+	a.applyVerdict(t0, "b", verdict{gen: b.self.gen, version: b.self.maxVersion})
+	if info, _ := a.NodeInfo("b", t0); info.Status != StatusDead {
+		t.Fatalf("a holds b %v", info.Status)
+	}
+	cu := synCatchUps(t, t0.Add(time.Millisecond), a, b)
+	if len(cu) != 1 || cu[0].Peer != "b" {
+		t.Fatalf("catch-ups to b, held dead by a verdict: %+v", cu)
+	}
+	got := map[string]bool{}
+	for _, d := range decoded(t, cu[0].Data).Deltas {
+		got[d.ID] = d.FromVersion == 0
+	}
+	if !got["a"] || !got["b"] || !got["c"] {
+		t.Fatalf("the stream carries %v, want every node from version 0", got)
+	}
+}
