@@ -104,6 +104,9 @@ func skewedCluster(t *testing.T, skews []time.Duration, convict bool) []*scuttle
 		cfg := scuttlebutt.DefaultLocalConfig()
 		cfg.ID = fmt.Sprintf("node-%d", i)
 		cfg.GossipInterval = 10 * time.Millisecond
+		// Ten rounds, as the local preset's heartbeats are five: a
+		// change the pushes missed is pulled by the next heartbeat.
+		cfg.HeartbeatInterval = 100 * time.Millisecond
 		cfg.Transport = net.Listen()
 		d := skews[i]
 		cfg.Clock = scuttlebutt.OffsetClock{Offset: func() time.Duration { return d }}
