@@ -819,24 +819,12 @@ func (c *Core) sendSynWithin(addr string, rotate bool, age uint64) {
 	m := message{Type: msgSyn, Cluster: c.cfg.ClusterID, From: c.id, Gen: c.self.gen}
 	budget := c.maxPlain - messageHeaderSize(msgSyn, m.Cluster, m.From, m.Gen)
 	m.Wants, budget = fitEntries(c.pulls, budget-maxArrayHeader, budget/4)
-	m.Digest, _ = c.fillDigest(nil, budget-maxArrayHeader, c.newMark(), nil, rotate)
-	if !rotate && age < hotRounds {
-		m.Digest = c.changedWithin(m.Digest, age)
+	if rotate {
+		age = hotRounds
 	}
+	m.Digest, _ = c.fillDigestWithin(nil, budget-maxArrayHeader, c.newMark(), nil, rotate, age)
 	m.Summary = c.summaryLess(m.Digest)
 	c.send(addr, &m)
-}
-
-// changedWithin keeps the entries of d whose node changed here in the last
-// age rounds, and this node's own while it leaves.
-func (c *Core) changedWithin(d []digestEntry, age uint64) []digestEntry {
-	fresh := make(map[string]bool)
-	for i := len(c.recent) - 1; i >= 0 && c.round-c.recent[i].round <= age; i-- {
-		fresh[c.recent[i].id] = true
-	}
-	return slices.DeleteFunc(d, func(e digestEntry) bool {
-		return !fresh[e.ID] && !(e.ID == c.id && c.leaving != 0)
-	})
 }
 
 // send encodes m into the outbox, sealed if this node encrypts. A message

@@ -72,6 +72,12 @@ func (c *Core) newMark() uint64 {
 // changes, newest first; with rotate, the rest in rotation after them.
 // It returns the entries and the bytes they take.
 func (c *Core) fillDigest(dst []digestEntry, budget int, mark uint64, echo *peerState, rotate bool) ([]digestEntry, int) {
+	return c.fillDigestWithin(dst, budget, mark, echo, rotate, hotRounds)
+}
+
+// fillDigestWithin is fillDigest with the recent changes of the last age
+// rounds only.
+func (c *Core) fillDigestWithin(dst []digestEntry, budget int, mark uint64, echo *peerState, rotate bool, age uint64) ([]digestEntry, int) {
 	used := 0
 	limit := budget
 	add := func(p *peerState) bool {
@@ -100,7 +106,7 @@ func (c *Core) fillDigest(dst []digestEntry, budget int, mark uint64, echo *peer
 	if rotate {
 		limit = used + (budget-used)/2
 	}
-	for i := len(c.recent) - 1; i >= 0; i-- {
+	for i := len(c.recent) - 1; i >= 0 && c.round-c.recent[i].round <= age; i-- {
 		if p := c.peers[c.recent[i].id]; p != nil && !add(p) {
 			break
 		}
